@@ -1,0 +1,44 @@
+"""One base for every rule the domain refuses; `code` is stable and the API maps it to a status."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    code = "domain_error"
+
+    def __init__(self, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class IllegalTransition(DomainError):
+    code = "illegal_transition"
+
+    def __init__(self, job_id: str, current: str, target: str) -> None:
+        super().__init__(f"job {job_id} cannot move from {current} to {target}", current=current, target=target)
+
+
+class InsufficientCredits(DomainError):
+    code = "insufficient_credits"
+
+    def __init__(self, needed: int, balance: int) -> None:
+        super().__init__(f"this job costs {needed} credits; the balance is {balance}", needed=needed, balance=balance)
+
+
+class InvalidInput(DomainError):
+    """An input rule failed; `field` names the offending field (dotted path from the body root)."""
+
+    code = "invalid_input"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message, field=field)
+        self.field = field
+
+
+class NotFound(DomainError):
+    code = "not_found"
+
+
+class Conflict(DomainError):
+    code = "conflict"
