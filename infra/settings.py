@@ -1,0 +1,171 @@
+"""Typed settings, read from the environment once per process. The only module that reads os.environ.
+
+Every field's environment variable is its name in upper case (`.env.example` lists them all).
+Unset means the embedded default: SQLite under ./var, an embedded Redis, an embedded S3 server,
+and the vendor simulators on loopback. Secrets are `Secret` values that print as `****1234`.
+"""
+
+from __future__ import annotations
+
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+class Secret:
+    """A value that never shows itself in repr, str, logs or tracebacks: only its last 4 chars."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __repr__(self) -> str:
+        return mask(self._value)
+
+    __str__ = __repr__
+
+
+def mask(value: str) -> str:
+    return "****" + value[-4:] if len(value) > 8 else "****"
+
+
+class SettingsError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    # where state lives when nothing external is configured
+    var_dir: Path = Path("var")
+    # database: PostgreSQL in production, SQLite file under var/ by default
+    database_url: str = ""
+    db_pool_size: int = 10
+    # Redis: broker, slot leases, locks; unset -> an embedded redis-server on embedded_redis_port
+    redis_url: str = ""
+    embedded_redis_port: int = 6390
+    # object storage through the S3 API; unset endpoint -> an embedded S3 server (moto)
+    s3_endpoint_url: str = ""
+    s3_region: str = "us-east-1"
+    s3_bucket: str = "genq-results"
+    s3_access_key_id: str = "genq-local"
+    s3_secret_access_key: Secret = Secret("genq-local-secret")
+    s3_addressing_style: str = "path"
+    embedded_s3_port: int = 9000
+    signed_url_ttl_s: int = 900
+    # HTTP API
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    # vendor simulators (genq sim / genq run)
+    sim_host: str = "127.0.0.1"
+    sim_runninghub_port: int = 8100
+    # `genq run` points every vendor at its simulator unless this is set
+    run_real_vendors: bool = False
+    # RunningHub (model_pose12)
+    runninghub_base_url: str = "https://www.runninghub.cn"
+    runninghub_api_key: Secret = Secret("")
+    runninghub_webapp_id: int = 1947599512657453057
+    runninghub_node_prompt: str = "6:text"
+    runninghub_node_image: str = "40:image"
+    runninghub_node_seed: str = "25:seed"
+    runninghub_concurrency: int = 3
+    vendor_timeout_s: float = 30.0
+    max_download_bytes: int = 100 * 1024 * 1024
+    # jobs: prices, deadlines, polling
+    price_model_pose12: int = 1
+    deadline_model_pose12_s: int = 600
+    poll_schedule_image: str = "0:2,30:5,120:10"
+    poll_max: int = 400
+    audit_enabled: bool = False
+    # scheduling
+    slot_lease_ttl_s: int = 120
+    retry_waits_s: str = "2,4,8"
+    requeue_delay_s: float = 5.0
+    worker_threads: int = 8
+    # maintenance: how long a job may sit in a state before the reconciler re-drives it
+    reconcile_interval_s: float = 10.0
+    stale_queued_s: float = 60.0
+    stale_submitting_s: float = 180.0
+    stale_processing_s: float = 60.0
+    stale_archiving_s: float = 300.0
+    stale_refund_s: float = 30.0
+    # logs and metrics
+    log_level: str = "info"
+    log_format: str = "auto"  # auto: JSON off a TTY, console on one
+    prometheus_multiproc_dir: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        source = os.environ if env is None else env
+        hints = typing.get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = source.get(f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _parse(f.name.upper(), raw, hints[f.name])
+        return cls(**values)
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL with the driver we use (psycopg 3 for PostgreSQL)."""
+        url = self.database_url or f"sqlite:///{self.var_dir / 'genq.db'}"
+        for prefix in ("postgres://", "postgresql://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix) :]
+        return url
+
+    @property
+    def retry_waits(self) -> tuple[float, ...]:
+        return tuple(float(w) for w in self.retry_waits_s.split(",") if w.strip())
+
+    def public(self) -> dict[str, str]:
+        """Every setting as text, secrets masked: safe to print or log."""
+        return {f.name: str(getattr(self, f.name)) for f in fields(self)}
+
+
+def child_env(overrides: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment with `overrides`, for the processes `genq run` starts."""
+    return {**os.environ, **overrides}
+
+
+def _parse(name: str, raw: str, kind: Any) -> Any:
+    if isinstance(kind, types.UnionType):  # `str | None` and friends: parse as the non-None member
+        kind = next(k for k in typing.get_args(kind) if k is not type(None))
+    try:
+        if kind is bool:
+            return _parse_bool(raw)
+        if kind in (int, float, str, Path):
+            return kind(raw)
+        if kind is Secret:
+            return Secret(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}: cannot read {raw!r} as {kind.__name__}") from exc
+    raise SettingsError(f"{name}: unsupported setting type {kind!r}")
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)

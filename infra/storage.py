@@ -1,0 +1,78 @@
+"""Object storage through the S3 API (Tencent COS, MinIO, AWS S3, or the embedded server).
+
+Only storage keys are ever stored; clients get short-lived signed URLs (signature v4).
+"""
+
+from __future__ import annotations
+
+from typing import IO, Any, Literal
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from infra.settings import Settings
+
+
+def make_s3_client(settings: Settings, endpoint_url: str) -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        region_name=settings.s3_region,
+        aws_access_key_id=settings.s3_access_key_id,
+        aws_secret_access_key=settings.s3_secret_access_key.reveal(),
+        config=Config(
+            signature_version="s3v4",
+            s3={"addressing_style": _addressing(settings.s3_addressing_style)},
+            retries={"max_attempts": 4, "mode": "standard"},
+            connect_timeout=5,
+            read_timeout=30,
+        ),
+    )
+
+
+def _addressing(style: str) -> Literal["auto", "virtual", "path"]:
+    """COS wants virtual-hosted addressing; local servers (moto, MinIO) path-style."""
+    if style == "virtual":
+        return "virtual"
+    if style == "path":
+        return "path"
+    return "auto"
+
+
+class Storage:
+    def __init__(self, client: Any, bucket: str) -> None:
+        self._s3 = client
+        self.bucket = bucket
+
+    def ensure_bucket(self) -> None:
+        try:
+            self._s3.head_bucket(Bucket=self.bucket)
+        except ClientError:
+            self._s3.create_bucket(Bucket=self.bucket)
+
+    def upload(self, key: str, body: IO[bytes], *, content_type: str) -> None:
+        """Stream `body` up (multipart above boto3's threshold); memory stays bounded."""
+        self._s3.upload_fileobj(body, self.bucket, key, ExtraArgs={"ContentType": content_type})
+
+    def size(self, key: str) -> int:
+        return int(self._s3.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
+
+    def delete(self, keys: list[str]) -> None:
+        if keys:
+            self._s3.delete_objects(Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True})
+
+    def read(self, key: str) -> bytes:
+        return bytes(self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+
+    def signed_url(self, key: str, *, ttl_s: int) -> str:
+        return str(
+            self._s3.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=ttl_s)
+        )
+
+    def ping(self) -> bool:
+        try:
+            self._s3.head_bucket(Bucket=self.bucket)
+        except ClientError:
+            return False
+        return True

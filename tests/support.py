@@ -1,0 +1,48 @@
+"""Small helpers the tests share (not fixtures): waiting on the database, making users."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from domain.jobs import Job
+from infra.accounts import NewUser
+from infra.resources import Resources
+
+T = TypeVar("T")
+
+POSE12_INPUT = {"image_url": "https://example.com/garment.png", "scene": "street", "category": "dress"}
+
+
+def wait_for(probe: Callable[[], T | None], *, timeout_s: float = 20.0, what: str = "condition") -> T:
+    """Poll `probe` until it returns something truthy; fail the test after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def terminal_job(resources: Resources, job_id: str, *, timeout_s: float = 20.0) -> Job:
+    def probe() -> Job | None:
+        job = resources.jobs.get(job_id)
+        return job if job is not None and job.terminal else None
+
+    return wait_for(probe, timeout_s=timeout_s, what=f"job {job_id} to finish")
+
+
+def make_user(resources: Resources, credits: int, phone: str = "13800000000") -> NewUser:
+    return resources.accounts.create_user(phone, credits, now=datetime.now(UTC))
+
+
+def auth(user: NewUser) -> dict[str, str]:
+    return {"Authorization": f"Bearer {user.api_key}"}
+
+
+def pose12_body(**changes: Any) -> dict[str, Any]:
+    return {"kind": "model_pose12", "input": {**POSE12_INPUT, **changes}}
