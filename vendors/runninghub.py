@@ -1,0 +1,280 @@
+"""RunningHub legacy OpenAPI client (VENDORS.md §3): the only module that knows its paths and codes.
+
+Every answer is HTTP 200 with `{code, msg, data}`; the outcome is the body's `code`, classified by
+one table (`BUCKETS`) into the error buckets of `vendors.base`. The same code runs against the real
+host and the simulator: only the caller's `httpx.Client` base_url differs.
+
+RunningHub has no idempotency key and does not dedupe submissions: our job id travels as
+`X-Request-Id` for correlation only, so a retried `submit` after a lost answer may start a second
+vendor task. The API key is sent as body `apiKey` and as `Authorization: Bearer`; it never appears
+in an exception (at most as `****` + its last four characters).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Final
+
+import httpx
+
+from vendors.base import (
+    Done,
+    Failed,
+    PollOutcome,
+    Running,
+    VendorBusy,
+    VendorError,
+    VendorExpired,
+    VendorFile,
+    VendorProtocolError,
+    VendorRejected,
+    VendorUnavailable,
+)
+
+VENDOR: Final = "runninghub"
+
+BUCKETS: Final[Mapping[int, type[VendorError]]] = {
+    **dict.fromkeys((421, 415, 814, 1520, 1011), VendorBusy),
+    **dict.fromkeys((500, 808, 1003), VendorUnavailable),
+    **dict.fromkeys((807, 423), VendorExpired),
+    **dict.fromkeys((301, 380, 433, 801, 802, 803, 806, 809, 811, 812, 901), VendorRejected),
+}
+"""Envelope code -> bucket (VENDORS.md §3.4, §10). A code not listed is permanent (VendorRejected)."""
+
+PENDING: Final[Mapping[int, str]] = {813: "queued", 804: "running"}
+"""`/outputs` codes that mean "not finished yet" -> `Running.stage`."""
+
+CONTENT_TYPES: Final[Mapping[str, str]] = {
+    "png": "image/png",
+    "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
+    "webp": "image/webp",
+    "mp4": "video/mp4",
+}
+
+_TASK_FAILED: Final = 805
+_POLL_ANSWERS: Final = frozenset({0, _TASK_FAILED, *PENDING})
+
+
+@dataclass(frozen=True)
+class NodeValue:
+    """One `nodeInfoList` entry: set `field_name` of workflow node `node_id` to `field_value`."""
+
+    node_id: str
+    field_name: str
+    field_value: str
+
+
+@dataclass(frozen=True)
+class AppRun:
+    """A run of a RunningHub AI app (webapp); `instance_type` is `default` (24 GB) or `plus` (48 GB)."""
+
+    webapp_id: int
+    nodes: tuple[NodeValue, ...]
+    instance_type: str = "default"
+
+
+@dataclass(frozen=True)
+class _Envelope:
+    code: int
+    msg: str
+    data: object
+
+
+class RunningHubClient:
+    """The RunningHub AI-app surface the generation, polling and archiving workers use."""
+
+    name = VENDOR
+
+    def __init__(self, http: httpx.Client, *, api_key: str, webhook_url: str | None = None) -> None:
+        if not api_key:
+            raise ValueError("runninghub api_key is empty")
+        self._http = http  # base_url and timeouts come from the caller, never defaults
+        self._key = api_key
+        self._webhook_url = webhook_url
+
+    def __repr__(self) -> str:
+        return f"RunningHubClient(api_key={_mask(self._key)!r})"
+
+    def submit(self, request: object, *, idempotency_key: str) -> str:
+        """Start the `AppRun`; return RunningHub's 19-digit task id. Not deduped by the vendor.
+
+        Typed `object` because `GenerationVendor.submit` is; anything but an `AppRun` is a bug.
+        """
+        if not isinstance(request, AppRun):
+            raise TypeError(f"RunningHubClient.submit takes an AppRun, not {type(request).__name__}")
+        headers = {"X-Request-Id": idempotency_key}
+        env = self._post("/task/openapi/ai-app/run", _run_body(request, self._webhook_url), headers=headers)
+        task_id = _task_id(env.data)
+        errors = _node_errors(env.data)
+        if errors:
+            self._cancel_quietly(task_id)  # the vendor took it anyway: don't let it burn a slot
+            raise VendorRejected(VENDOR, "node_errors", self._scrub(errors)[:300])
+        return task_id
+
+    def poll(self, task_id: str) -> PollOutcome:
+        """Queued/running -> `Running(stage)`; finished -> `Done`/`Failed`; gone -> `VendorExpired`."""
+        env = self._post("/task/openapi/outputs", {"taskId": task_id}, accept=_POLL_ANSWERS)
+        if env.code in PENDING:
+            return Running(stage=PENDING[env.code])
+        if env.code == _TASK_FAILED:
+            return _failure(env.data)
+        return Done(files=_files(env.data))
+
+    def outputs(self, task_id: str) -> tuple[VendorFile, ...]:
+        """The finished task's files with fresh URLs; unfinished -> `VendorRejected("not_finished")`."""
+        outcome = self.poll(task_id)
+        if isinstance(outcome, Done):
+            return outcome.files
+        if isinstance(outcome, Failed):
+            raise VendorRejected(VENDOR, outcome.code, outcome.message)
+        raise VendorRejected(VENDOR, "not_finished", outcome.stage)
+
+    def cancel(self, task_id: str) -> None:
+        """Ask RunningHub to stop the task; an unknown id raises `VendorExpired`."""
+        self._post("/task/openapi/cancel", {"taskId": task_id})
+
+    def account_status(self) -> dict[str, object]:
+        """`remainCoins`, `currentTaskCounts`, `remainMoney`, `currency`, `apiType` as sent."""
+        env = self._post("/uc/openapi/accountStatus", {}, key_field="apikey")
+        if not isinstance(env.data, dict):
+            raise VendorProtocolError(VENDOR, "bad_account_status", type(env.data).__name__)
+        return dict(env.data)
+
+    # --- one call, classified ---------------------------------------------------------------------
+
+    def _post(
+        self,
+        path: str,
+        body: dict[str, object],
+        *,
+        key_field: str = "apiKey",
+        headers: Mapping[str, str] | None = None,
+        accept: Collection[int] = frozenset({0}),
+    ) -> _Envelope:
+        """POST with credentials; return the envelope if its code is in `accept`, else raise."""
+        auth = {"Authorization": f"Bearer {self._key}", **(headers or {})}
+        try:
+            resp = self._http.post(path, json={key_field: self._key, **body}, headers=auth)
+        except httpx.TransportError as exc:  # no answer: timeout, reset, DNS
+            raise VendorUnavailable(VENDOR, "transport", self._scrub(f"{type(exc).__name__}: {exc}")) from exc
+        env = self._envelope(resp)
+        if env.code not in accept:
+            bucket = BUCKETS.get(env.code, VendorRejected)
+            raise bucket(VENDOR, f"runninghub_{env.code}", self._scrub(env.msg)[:300])
+        return env
+
+    def _envelope(self, resp: httpx.Response) -> _Envelope:
+        if resp.status_code == 429 or resp.status_code >= 500:
+            hint = _retry_after_ms(resp)
+            raise VendorUnavailable(VENDOR, f"http_{resp.status_code}", retry_after_ms=hint)
+        if resp.is_error:
+            raise VendorRejected(VENDOR, f"http_{resp.status_code}", self._scrub(resp.text)[:300])
+        try:
+            body = resp.json()
+        except ValueError:
+            raise VendorProtocolError(VENDOR, "not_json", self._scrub(resp.text)[:120]) from None
+        if not _is_envelope(body):
+            raise VendorProtocolError(VENDOR, "bad_envelope", self._scrub(str(body))[:120])
+        return _Envelope(body["code"], body.get("msg") or "", body.get("data"))
+
+    def _cancel_quietly(self, task_id: str) -> None:
+        with contextlib.suppress(VendorError):  # best effort: the submit is rejected either way
+            self.cancel(task_id)
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._key, _mask(self._key))
+
+
+# --- wire shapes ----------------------------------------------------------------------------------
+
+
+def _run_body(request: AppRun, webhook_url: str | None) -> dict[str, object]:
+    body: dict[str, object] = {
+        "webappId": request.webapp_id,
+        "nodeInfoList": [
+            {"nodeId": n.node_id, "fieldName": n.field_name, "fieldValue": n.field_value} for n in request.nodes
+        ],
+        "instanceType": request.instance_type,
+    }
+    if webhook_url:
+        body["webhookUrl"] = webhook_url
+    return body
+
+
+def _is_envelope(body: object) -> bool:
+    """`{code: int, msg: str|null, data: ...}`; `data` may be absent on errors."""
+    if not isinstance(body, dict):
+        return False
+    code, msg = body.get("code"), body.get("msg")
+    return isinstance(code, int) and not isinstance(code, bool) and (msg is None or isinstance(msg, str))
+
+
+def _task_id(data: object) -> str:
+    task_id = data.get("taskId") if isinstance(data, dict) else None
+    if isinstance(task_id, bool) or not isinstance(task_id, str | int) or not str(task_id):
+        raise VendorProtocolError(VENDOR, "missing_taskId", f"data={type(data).__name__}")
+    return str(task_id)
+
+
+def _node_errors(data: object) -> str:
+    """`promptTips` is a JSON *string*; its non-empty `node_errors` (as JSON) mean a misconfigured node."""
+    tips = data.get("promptTips") if isinstance(data, dict) else None
+    try:
+        parsed = json.loads(tips) if isinstance(tips, str) and tips else {}
+    except ValueError:
+        return ""  # informational only; the task was accepted
+    errors = parsed.get("node_errors") if isinstance(parsed, dict) else None
+    return json.dumps(errors) if errors else ""
+
+
+def _files(data: object) -> tuple[VendorFile, ...]:
+    if not isinstance(data, list) or not data:
+        raise VendorProtocolError(VENDOR, "no_outputs", f"data={type(data).__name__}")
+    return tuple(_file(item) for item in data)
+
+
+def _file(item: object) -> VendorFile:
+    url = item.get("fileUrl") if isinstance(item, dict) else None
+    if not isinstance(url, str) or not url:
+        raise VendorProtocolError(VENDOR, "missing_fileUrl")
+    declared = item.get("fileType") if isinstance(item, dict) else None
+    ext = _ext(declared, url)
+    return VendorFile(url=url, content_type=CONTENT_TYPES.get(ext, "application/octet-stream"), ext=ext)
+
+
+def _ext(declared: object, url: str) -> str:
+    """The file's extension, no dot: `fileType` when it is one we know, else the URL path's."""
+    named = declared.lower().lstrip(".") if isinstance(declared, str) else ""
+    if named in CONTENT_TYPES:
+        return named
+    suffix = PurePosixPath(httpx.URL(url).path).suffix.lower().lstrip(".")
+    return suffix or named or "bin"
+
+
+def _failure(data: object) -> Failed:
+    """805: an audit-style `failedReason` is a moderation reject; anything else a generic failure."""
+    reason = data.get("failedReason") if isinstance(data, dict) else None
+    if isinstance(reason, str):
+        try:
+            reason = json.loads(reason)
+        except ValueError:
+            return Failed("vendor_task_failed", reason[:300])
+    if not isinstance(reason, dict):
+        return Failed("vendor_task_failed")
+    kind, text = str(reason.get("exception_type") or ""), str(reason.get("exception_message") or "")
+    code = "vendor_moderation_rejected" if "audit" in kind.lower() else "vendor_task_failed"
+    return Failed(code, f"{kind}: {text}"[:300])
+
+
+def _retry_after_ms(resp: httpx.Response) -> int | None:
+    value = resp.headers.get("retry-after", "")
+    return int(value) * 1000 if value.isdigit() else None
+
+
+def _mask(key: str) -> str:
+    return "****" + key[-4:] if len(key) > 8 else "****"
