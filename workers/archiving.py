@@ -1,0 +1,60 @@
+"""The archiving pool: copy every vendor output into our storage, then mark the job succeeded.
+
+Keys are `results/{user_id}/{job_id}/{index}.{ext}`, so a re-run after a crash overwrites the same
+objects instead of leaving strays. The job stores storage keys only; vendor URLs are asked for
+afresh here (they are short-lived) and never written down. A failed archive removes what it put.
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from domain.jobs import Job, ResultFile
+from domain.jobs import JobStatus as S
+from infra import metrics
+from infra.fetch import FetchError, fetch
+from infra.jobstore import results_value
+from vendors.base import VendorError, VendorFile
+from workers import runtime
+from workers.broker import actor
+from workers.lifecycle import bind, bind_job, finish
+
+log = structlog.get_logger()
+
+
+@actor(queue_name="archiving", max_retries=3, time_limit=600_000)
+def archive_job(job_id: str) -> None:
+    bind(job_id, "archiving")
+    rt = runtime.get()
+    job = rt.jobs.get(job_id)
+    if job is None or job.status is not S.ARCHIVING or job.vendor_task_id is None:
+        log.info("archive_skipped", status=job and job.status)
+        return
+    bind_job(job)
+    vendor = rt.vendor(job)
+    task_id = job.vendor_task_id
+    uploaded: list[ResultFile] = []
+    try:
+        files = rt.retrying(vendor.name, "outputs", lambda: vendor.outputs(task_id))
+        if not files:
+            raise FetchError("no_outputs", "the vendor reported success with no files")
+        for index, file in enumerate(files):
+            uploaded.append(_copy(job, index, file))
+    except (VendorError, FetchError) as exc:
+        rt.storage.delete([f.key for f in uploaded])
+        finish(job, S.ARCHIVING, S.FAILED, code=f"archive_{exc.code}", message=str(exc))
+        return
+    finish(job, S.ARCHIVING, S.SUCCEEDED, results=results_value(uploaded))
+
+
+def _copy(job: Job, index: int, file: VendorFile) -> ResultFile:
+    rt = runtime.get()
+    fetched = fetch(rt.downloads, file.url, max_bytes=rt.settings.max_download_bytes)
+    with fetched.body:
+        content_type = fetched.content_type or file.content_type
+        if content_type.split("/")[0] != file.content_type.split("/")[0]:
+            raise FetchError("content_type", f"expected {file.content_type}, got {content_type}")
+        key = f"results/{job.user_id}/{job.id}/{index}.{file.ext}"
+        rt.storage.upload(key, fetched.body, content_type=content_type)
+    metrics.ARCHIVED_BYTES.labels(job.kind).inc(fetched.size)
+    return ResultFile(key, content_type, fetched.size)

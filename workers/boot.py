@@ -1,0 +1,81 @@
+"""Starting a worker pool process: `genq worker QUEUE...` ends up here.
+
+One process serves the queues it is given with `threads` worker threads; scale a pool by running
+more processes of its Procfile line. The `maintenance` queue also runs the reconciler loop.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Sequence
+
+import dramatiq
+import httpx
+import structlog
+
+from infra import logging as genq_logging
+from infra.resources import Resources, redis_url
+from infra.settings import Settings
+from vendors.base import GenerationVendor
+from vendors.runninghub import RunningHubClient
+from workers import broker, maintenance, runtime
+
+log = structlog.get_logger()
+
+
+def vendor_clients(settings: Settings) -> dict[str, GenerationVendor]:
+    timeout = httpx.Timeout(settings.vendor_timeout_s, connect=5.0)
+    runninghub = httpx.Client(base_url=settings.runninghub_base_url, timeout=timeout)
+    return {"runninghub": RunningHubClient(runninghub, api_key=settings.runninghub_api_key.reveal())}
+
+
+def build_runtime(resources: Resources) -> runtime.Runtime:
+    settings = resources.settings
+    return runtime.Runtime(
+        settings=settings,
+        jobs=resources.jobs,
+        accounts=resources.accounts,
+        slots=resources.slots,
+        storage=resources.storage,
+        vendors=vendor_clients(settings),
+        downloads=httpx.Client(timeout=httpx.Timeout(settings.vendor_timeout_s, connect=5.0), follow_redirects=True),
+        policy=runtime.Policy.from_settings(settings),
+    )
+
+
+def run(settings: Settings, queues: Sequence[str], *, threads: int, stop: threading.Event | None = None) -> None:
+    unknown = set(queues) - set(broker.QUEUES)
+    if unknown:
+        raise SystemExit(f"unknown queue(s): {', '.join(sorted(unknown))}; known: {', '.join(broker.QUEUES)}")
+    genq_logging.configure(settings)
+    stop = stop or _stop_on_signals()
+    resources = Resources.open(settings)
+    runtime.install(build_runtime(resources))
+    if "archiving" in queues:
+        resources.storage.ensure_bucket()
+    the_broker = broker.install(broker.redis_broker(redis_url(settings)))
+    worker = dramatiq.Worker(the_broker, queues=set(queues), worker_threads=threads)
+    worker.start()
+    loops = []
+    if "maintenance" in queues:
+        loop = threading.Thread(
+            target=maintenance.run_periodically, args=(stop, resources.redis), name="reconciler", daemon=True
+        )
+        loop.start()
+        loops.append(loop)
+    log.info("worker_started", queues=list(queues), threads=threads)
+    stop.wait()
+    log.info("worker_stopping")
+    worker.stop(timeout=10_000)
+    for loop in loops:
+        loop.join(5)
+    the_broker.close()
+    resources.close()
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop

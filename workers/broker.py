@@ -1,0 +1,75 @@
+"""Where actors bind. Import this before any actor module.
+
+Actors bind to a broker when decorated, and decorating must not do I/O or read settings, so every
+actor is declared on a placeholder `StubBroker`; `install()` moves them all to the real broker at
+boot (a RedisBroker in processes, a StubBroker or RedisBroker in tests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final, ParamSpec, TypeVar
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import AgeLimit, Callbacks, Middleware, Retries, ShutdownNotifications, TimeLimit
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+QUEUES: Final = ("moderation", "generation", "polling", "archiving", "refunds", "maintenance")
+NAMESPACE: Final = "genq"
+
+ACTORS: list[dramatiq.Actor[Any, Any]] = []
+
+
+def middleware() -> list[Middleware]:
+    """Dramatiq's own retries only catch the unexpected (a database blip): vendor errors are
+    handled inside the actors, and maintenance re-drives whatever is left stranded."""
+    return [
+        AgeLimit(),
+        TimeLimit(),
+        ShutdownNotifications(),
+        Callbacks(),
+        Retries(max_retries=3, min_backoff=1_000, max_backoff=30_000),
+    ]
+
+
+_placeholder = StubBroker(middleware=middleware())
+
+
+def actor(*, queue_name: str, **options: Any) -> Callable[[Callable[P, R]], dramatiq.Actor[P, R]]:
+    if queue_name not in QUEUES:
+        raise ValueError(f"unknown queue {queue_name}")
+
+    def decorate(fn: Callable[P, R]) -> dramatiq.Actor[P, R]:
+        name = f"{fn.__module__.rsplit('.', 1)[-1]}.{fn.__name__}"
+        declared: dramatiq.Actor[P, R] = dramatiq.actor(
+            actor_name=name, queue_name=queue_name, broker=_placeholder, **options
+        )(fn)
+        ACTORS.append(declared)
+        return declared
+
+    return decorate
+
+
+def redis_broker(url: str) -> RedisBroker:
+    return RedisBroker(url=url, namespace=NAMESPACE, middleware=middleware())  # type: ignore[no-untyped-call]
+
+
+def stub_broker() -> StubBroker:
+    return StubBroker(middleware=middleware())
+
+
+def install(broker: dramatiq.Broker) -> dramatiq.Broker:
+    """Bind every actor (and every queue, actors or not) to `broker` and make it the global one."""
+    import workers.actors  # noqa: F401 - declares every actor
+
+    for declared in ACTORS:
+        declared.broker = broker
+        broker.declare_actor(declared)
+    for queue in QUEUES:
+        broker.declare_queue(queue)
+    dramatiq.set_broker(broker)
+    return broker

@@ -1,0 +1,29 @@
+"""The refunds pool: every terminal job other than `succeeded` gets its charge back, once.
+
+The ledger's unique (job_id, kind) makes a second refund a no-op, so a duplicate message or the
+reconciler's re-send is harmless.
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from infra import metrics
+from workers import runtime
+from workers.broker import actor
+from workers.lifecycle import bind
+
+log = structlog.get_logger()
+
+
+@actor(queue_name="refunds", max_retries=5, time_limit=30_000)
+def refund_job(job_id: str) -> None:
+    bind(job_id, "refunds")
+    rt = runtime.get()
+    if rt.jobs.refund(job_id, now=rt.now()):
+        job = rt.jobs.get(job_id)
+        if job is not None:
+            metrics.CREDITS_REFUNDED.labels(job.kind).inc(job.price)
+        log.info("job_refunded")
+    else:
+        log.info("refund_skipped")

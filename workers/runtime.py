@@ -1,0 +1,116 @@
+"""What every actor run needs, built once per process at boot and installed here.
+
+Tests build a Runtime of their own (real database, real Redis or fakeredis, simulators behind
+httpx.MockTransport, zero retry waits) and install it; nothing is patched.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import httpx
+import tenacity
+
+from domain.jobs import Job, JobKind
+from domain.polling import PollSchedule
+from infra import catalog, metrics
+from infra.accounts import Accounts
+from infra.jobstore import JobStore
+from infra.settings import Settings
+from infra.slots import Slots
+from infra.storage import Storage
+from vendors.base import GenerationVendor, VendorError, VendorUnavailable
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Policy:
+    retry_waits_s: tuple[float, ...]
+    requeue_delay_s: float
+    poll_schedules: Mapping[JobKind, PollSchedule]
+    limits: Mapping[str, int]  # slot name -> concurrency limit
+
+    def requeue_ms(self, retry_after_ms: int | None = None) -> int:
+        """Back-pressure delay, jittered so requeued jobs do not all return at the same instant."""
+        base = max(self.requeue_delay_s * 1000, retry_after_ms or 0)
+        return int(base * random.uniform(0.8, 1.2))
+
+    def poll_delay_ms(self, job: Job, now: datetime) -> int:
+        since = job.processing_at or job.created_at
+        return int(self.poll_schedules[job.kind].interval((now - since).total_seconds()) * 1000)
+
+    def limit(self, slot: str) -> int:
+        return self.limits.get(slot, 1)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Policy:
+        return cls(
+            retry_waits_s=settings.retry_waits,
+            requeue_delay_s=settings.requeue_delay_s,
+            poll_schedules=catalog.poll_schedules(settings),
+            limits=catalog.slot_limits(settings),
+        )
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    jobs: JobStore
+    accounts: Accounts
+    slots: Slots
+    storage: Storage
+    vendors: Mapping[str, GenerationVendor]
+    downloads: httpx.Client  # fetches vendor outputs; no base URL
+    policy: Policy
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    rng: random.Random = field(default_factory=random.Random)
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    def vendor(self, job: Job) -> GenerationVendor:
+        return self.vendors[job.vendor]
+
+    def retrying(self, vendor: str, endpoint: str, call: Callable[[], T]) -> T:
+        """Run a vendor call, retrying transient failures after each of `retry_waits_s`.
+
+        Every attempt is counted in genq_vendor_calls_total by its outcome bucket.
+        """
+        waits = self.policy.retry_waits_s
+
+        def attempt() -> T:
+            try:
+                result = call()
+            except VendorError as exc:
+                metrics.VENDOR_CALLS.labels(vendor, endpoint, type(exc).__name__).inc()
+                raise
+            metrics.VENDOR_CALLS.labels(vendor, endpoint, "ok").inc()
+            return result
+
+        retryer = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(VendorUnavailable),
+            stop=tenacity.stop_after_attempt(len(waits) + 1),
+            wait=lambda state: waits[min(state.attempt_number, len(waits)) - 1] if waits else 0,
+            reraise=True,
+        )
+        return retryer(attempt)
+
+
+_current: Runtime | None = None
+
+
+def install(runtime: Runtime) -> Runtime:
+    global _current
+    _current = runtime
+    return runtime
+
+
+def get() -> Runtime:
+    if _current is None:
+        raise RuntimeError("no runtime installed: boot the process through genq (workers.boot)")
+    return _current
