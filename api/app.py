@@ -1,0 +1,45 @@
+"""The Litestar application: thin handlers over the shared data layer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Litestar, Request
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+
+from api import errors, ops
+from api.auth import current_user
+from api.jobs import JobsController
+from domain.pricing import PriceList
+from infra.catalog import price_list
+from infra.resources import Resources
+
+
+def create_app(resources: Resources) -> Litestar:
+    prices = price_list(resources.settings)
+
+    def provide_resources() -> Resources:
+        return resources
+
+    def provide_prices() -> PriceList:
+        return prices
+
+    return Litestar(
+        route_handlers=[JobsController, ops.healthz, ops.readyz, ops.metrics_endpoint],
+        dependencies={
+            "resources": Provide(provide_resources, sync_to_thread=False),
+            "prices": Provide(provide_prices, sync_to_thread=False),
+            "user": Provide(current_user, sync_to_thread=True),
+        },
+        exception_handlers=errors.HANDLERS,
+        openapi_config=OpenAPIConfig(title="genq", version="1", path="/schema"),
+        before_request=_clear_log_context,
+        debug=False,
+    )
+
+
+def _clear_log_context(_: Request[Any, Any, Any]) -> None:
+    import structlog
+
+    structlog.contextvars.clear_contextvars()

@@ -1,0 +1,91 @@
+"""One error shape for every answer: {"error": {"code", "message", "details"}}.
+
+Only this module knows which HTTP status a domain error means.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import structlog
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from domain.errors import DomainError
+
+log = structlog.get_logger()
+
+STATUS_BY_CODE = {
+    "insufficient_credits": 402,
+    "invalid_input": 422,
+    "not_found": 404,
+    "conflict": 409,
+    "illegal_transition": 409,
+}
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def _respond(status: int, code: str, message: str, details: Any = None) -> Response[Any]:
+    return Response(error_body(code, message, details), status_code=status, media_type=MediaType.JSON)
+
+
+def on_domain_error(_: Request[Any, Any, Any], exc: DomainError) -> Response[Any]:
+    return _respond(STATUS_BY_CODE.get(exc.code, 400), exc.code, exc.message, exc.details)
+
+
+def on_validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    """Litestar's body/query validation: 422, naming each offending field."""
+    problems = [_problem(item) for item in (exc.extra or [])] if isinstance(exc.extra, list) else []
+    field = problems[0]["field"] if problems else None
+    message = problems[0]["message"] if problems else str(exc.detail)
+    return _respond(422, "invalid_input", message, {"field": field, "problems": problems})
+
+
+def on_http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    if isinstance(exc, NotAuthorizedException):
+        return _respond(401, "unauthorized", exc.detail)
+    code = re.sub(r"[^a-z0-9]+", "_", str(exc.detail).lower()).strip("_") or "http_error"
+    return _respond(exc.status_code, code, exc.detail, exc.extra if isinstance(exc.extra, dict) else None)
+
+
+def on_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.exception("unhandled_error", error=repr(exc))
+    return _respond(HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", "something went wrong on our side")
+
+
+_MSGSPEC_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`")
+
+
+def _problem(item: Any) -> dict[str, Any]:
+    raw = str(item.get("message", "")) if isinstance(item, dict) else str(item)
+    key = item.get("key") if isinstance(item, dict) else None
+    match = _MSGSPEC_PATH.search(raw)
+    named = _named_field(raw)
+    field: str | None = named or key
+    if match:
+        field = ".".join(p for p in (msgspec_path(match.group("path")), named) if p)
+    return {"field": field, "message": _MSGSPEC_PATH.sub("", raw) or raw}
+
+
+def msgspec_path(path: str) -> str:
+    """msgspec's `$.input.scene` / `$[0]` style path -> `input.scene` / `0`."""
+    return re.sub(r"\[(\d+)\]", r".\1", path).lstrip(".")
+
+
+def _named_field(message: str) -> str | None:
+    """The field msgspec names in 'missing required field `x`' / 'unknown field `x`'."""
+    match = re.search(r"(?:missing required|unknown) field `([^`]+)`", message)
+    return match.group(1) if match else None
+
+
+HANDLERS: dict[type[Exception] | int, Any] = {
+    DomainError: on_domain_error,
+    ValidationException: on_validation_error,
+    HTTPException: on_http_error,
+    Exception: on_unexpected,
+}

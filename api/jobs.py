@@ -1,0 +1,148 @@
+"""`/v1/jobs`: submit (charge + record in one transaction, enqueue after commit), read, list.
+
+Reads answer from the database only; nothing here ever calls a vendor.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Response, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
+from litestar.status_codes import HTTP_202_ACCEPTED
+
+from api.auth import CurrentUser
+from api.inputs import JobIn, request_hash, validated_input
+from domain.errors import NotFound
+from domain.jobs import Job, JobKind, JobStatus
+from domain.pricing import PriceList
+from domain.routing import route
+from infra import metrics
+from infra.accounts import new_id
+from infra.jobstore import NewJob
+from infra.resources import Resources
+from workers import generation, moderation
+from workers.lifecycle import dispatch
+
+
+class ErrorOut(msgspec.Struct):
+    code: str
+    message: str
+
+
+class ResultOut(msgspec.Struct):
+    url: str
+    content_type: str
+    size: int
+
+
+class JobOut(msgspec.Struct):
+    id: str
+    kind: JobKind
+    status: JobStatus
+    price: int
+    input: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    deadline_at: datetime
+    finished_at: datetime | None = None
+    error: ErrorOut | None = None
+    results: list[ResultOut] | None = None
+
+    @classmethod
+    def of(cls, job: Job, resources: Resources) -> JobOut:
+        ttl = resources.settings.signed_url_ttl_s
+        return cls(
+            id=job.id,
+            kind=job.kind,
+            status=job.status,
+            price=job.price,
+            input=dict(job.input),
+            created_at=job.created_at,
+            updated_at=job.updated_at,
+            deadline_at=job.deadline_at,
+            finished_at=job.finished_at,
+            error=ErrorOut(job.error_code, job.error_message or "") if job.error_code else None,
+            results=[
+                ResultOut(resources.storage.signed_url(f.key, ttl_s=ttl), f.content_type, f.size) for f in job.results
+            ]
+            if job.status is JobStatus.SUCCEEDED
+            else None,
+        )
+
+
+class JobPage(msgspec.Struct):
+    items: list[JobOut]
+    next_cursor: str | None
+
+
+IdempotencyKey = Annotated[str | None, HeaderParameter(name="Idempotency-Key", max_length=128, required=False)]
+User = NamedDependency[CurrentUser]
+Res = NamedDependency[Resources]
+
+
+class JobsController(Controller):
+    path = "/v1/jobs"
+    tags = ["jobs"]
+
+    @post("/", status_code=HTTP_202_ACCEPTED, sync_to_thread=True)
+    def create_job(
+        self,
+        data: JSONBody[JobIn],
+        user: User,
+        resources: Res,
+        prices: NamedDependency[PriceList],
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[JobOut]:
+        """Charge the job's price and accept it; 402 `insufficient_credits` when the balance is short."""
+        checked = validated_input(data.kind, data.input)
+        terms = prices.quote(data.kind)
+        target = route(data.kind, checked)
+        now = datetime.now(UTC)
+        audit = resources.settings.audit_enabled
+        job, created = resources.jobs.create(
+            NewJob(
+                id=new_id(),
+                user_id=user.id,
+                kind=data.kind,
+                status=JobStatus.PENDING_AUDIT if audit else JobStatus.QUEUED,
+                input=checked,
+                price=terms.price,
+                vendor=target.vendor,
+                model=target.model,
+                deadline_at=now + timedelta(seconds=terms.deadline_s),
+                idempotency_key=idempotency_key,
+                request_hash=request_hash(data.kind, checked),
+            ),
+            now=now,
+        )
+        if created:
+            metrics.JOBS_SUBMITTED.labels(job.kind).inc()
+            metrics.CREDITS_CHARGED.labels(job.kind).inc(job.price)
+            dispatch(moderation.check_job if audit else generation.submit_job, job.id)
+        headers = {} if created else {"Idempotent-Replayed": "true"}
+        return Response(JobOut.of(job, resources), status_code=HTTP_202_ACCEPTED, headers=headers)
+
+    @get("/{job_id:str}", sync_to_thread=True)
+    def read_job(self, job_id: FromPath[str], user: User, resources: Res) -> JobOut:
+        job = resources.jobs.get_for_user(user.id, job_id)
+        if job is None:
+            raise NotFound(f"no job {job_id}", job_id=job_id)
+        return JobOut.of(job, resources)
+
+    @get("/", sync_to_thread=True)
+    def list_jobs(
+        self,
+        user: User,
+        resources: Res,
+        status: FromQuery[JobStatus | None] = None,
+        kind: FromQuery[JobKind | None] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
+        cursor: FromQuery[str | None] = None,
+    ) -> JobPage:
+        """The caller's jobs, newest first; pass `next_cursor` back as `cursor` for the next page."""
+        page, next_cursor = resources.jobs.list_for_user(user.id, status=status, kind=kind, limit=limit, cursor=cursor)
+        return JobPage([JobOut.of(job, resources) for job in page], next_cursor)

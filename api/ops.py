@@ -1,0 +1,38 @@
+"""Operator endpoints: liveness, readiness, Prometheus metrics."""
+
+from __future__ import annotations
+
+from litestar import MediaType, Response, get
+from litestar.di import NamedDependency
+
+from infra import catalog, metrics
+from infra.resources import Resources
+from workers.broker import NAMESPACE, QUEUES
+
+
+@get("/healthz", sync_to_thread=False, tags=["ops"])
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@get("/readyz", sync_to_thread=True, tags=["ops"])
+def readyz(resources: NamedDependency[Resources]) -> Response[dict[str, object]]:
+    checks = {"database": resources.database_ok(), "redis": resources.redis_ok()}
+    ready = all(checks.values())
+    return Response({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+
+@get("/metrics", sync_to_thread=True, tags=["ops"], media_type=MediaType.TEXT)
+def metrics_endpoint(resources: NamedDependency[Resources]) -> Response[bytes]:
+    body, content_type = metrics.render(resources.settings.prometheus_multiproc_dir, [cluster_collector(resources)])
+    return Response(body, media_type=content_type)
+
+
+def cluster_collector(resources: Resources) -> metrics.ClusterCollector:
+    limits = catalog.slot_limits(resources.settings)
+
+    def depths() -> dict[str, int]:
+        client = resources.redis
+        return {q: int(client.llen(f"{NAMESPACE}:{q}")) + int(client.llen(f"{NAMESPACE}:{q}.DQ")) for q in QUEUES}
+
+    return metrics.ClusterCollector(lambda: limits, resources.slots.in_flight, depths)
