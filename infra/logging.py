@@ -30,6 +30,8 @@ def configure(settings: Settings, *, stream: Any = None) -> None:
     renderer: Any = structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
     level = logging.getLevelName(settings.log_level.upper())
     logging.basicConfig(level=level, stream=stream, format="%(message)s")
+    for noisy in ("httpx", "httpcore", "botocore", "werkzeug"):  # a line per request, signed URLs in them
+        logging.getLogger(noisy).setLevel(max(level if isinstance(level, int) else 0, logging.WARNING))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -106,6 +106,8 @@ class Settings:
     stale_archiving_s: float = 300.0
     stale_refund_s: float = 30.0
     # logs and metrics
+    # set by `genq run` for its children: they stop when it is gone
+    supervisor_pid: int = 0
     log_level: str = "info"
     log_format: str = "auto"  # auto: JSON off a TTY, console on one
     prometheus_multiproc_dir: str = ""

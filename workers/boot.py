@@ -15,6 +15,7 @@ import httpx
 import structlog
 
 from infra import logging as genq_logging
+from infra.lifetime import exit_with_parent
 from infra.resources import Resources, redis_url
 from infra.settings import Settings
 from vendors.base import GenerationVendor
@@ -50,6 +51,7 @@ def run(settings: Settings, queues: Sequence[str], *, threads: int, stop: thread
         raise SystemExit(f"unknown queue(s): {', '.join(sorted(unknown))}; known: {', '.join(broker.QUEUES)}")
     genq_logging.configure(settings)
     stop = stop or _stop_on_signals()
+    exit_with_parent(settings.supervisor_pid)
     resources = Resources.open(settings)
     runtime.install(build_runtime(resources))
     if "archiving" in queues:

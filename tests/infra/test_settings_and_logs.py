@@ -49,3 +49,14 @@ def test_logs_are_json_and_mask_secret_looking_fields() -> None:
 
     event = json.loads(out.getvalue().strip().splitlines()[-1])
     assert event["api_key"] == "****WXYZ" and event["job_id"] == "j1" and event["event"] == "vendor_call"
+
+
+def test_env_example_lists_every_setting_and_parses() -> None:
+    from dataclasses import fields
+    from pathlib import Path
+
+    lines = Path(__file__).parents[2].joinpath(".env.example").read_text().splitlines()
+    pairs = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+    assert set(pairs) == {f.name.upper() for f in fields(Settings)}
+    assert Settings.from_env(pairs) == Settings.from_env({})

@@ -48,13 +48,13 @@ def test_table_is_exactly_the_allowed_set() -> None:
 
 
 def test_terminal_states_never_move() -> None:
-    assert TERMINAL == {S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.CANCELLED, S.AUDIT_FAILED}
+    assert {S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.CANCELLED, S.AUDIT_FAILED} == TERMINAL
     assert all(not NEXT.get(state) for state in TERMINAL)
     assert ACTIVE.isdisjoint(TERMINAL)
 
 
 def test_every_terminal_state_but_success_is_refundable() -> None:
-    assert REFUNDABLE == TERMINAL - {S.SUCCEEDED}
+    assert TERMINAL - {S.SUCCEEDED} == REFUNDABLE
 
 
 def test_sources_of_lists_every_predecessor() -> None:

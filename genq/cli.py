@@ -1,0 +1,104 @@
+"""The `genq` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from infra.settings import Settings
+from workers.broker import QUEUES
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = Settings.from_env()
+    return int(args.handler(settings, args) or 0)
+
+
+def _api(settings: Settings, args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from api.app import create_app
+    from infra import logging as genq_logging
+    from infra.lifetime import exit_with_parent
+    from infra.resources import Resources, redis_url
+    from workers import broker
+
+    genq_logging.configure(settings)
+    exit_with_parent(settings.supervisor_pid)
+    broker.install(broker.redis_broker(redis_url(settings)))
+    app = create_app(Resources.open(settings))
+    uvicorn.run(app, host=args.host or settings.api_host, port=args.port or settings.api_port, log_level="warning")
+
+
+def _worker(settings: Settings, args: argparse.Namespace) -> None:
+    from workers import boot
+
+    boot.run(settings, args.queues, threads=args.threads or settings.worker_threads)
+
+
+def _sim(settings: Settings, args: argparse.Namespace) -> None:
+    from genq import stack
+
+    stack.serve_simulators(settings, host=args.host or settings.sim_host)
+
+
+def _migrate(settings: Settings, _args: argparse.Namespace) -> None:
+    from infra.db import make_engine
+    from infra.migrate import upgrade
+
+    engine = make_engine(settings)
+    upgrade(engine)
+    engine.dispose()
+    print(f"database at head: {engine.url.render_as_string(hide_password=True)}")
+
+
+def _users_create(settings: Settings, args: argparse.Namespace) -> None:
+    from infra.accounts import Accounts
+    from infra.db import make_engine
+
+    created = Accounts(make_engine(settings)).create_user(args.phone, args.credits, now=datetime.now(UTC))
+    print(json.dumps({"user_id": created.user_id, "api_key": created.api_key}))
+
+
+def _run(settings: Settings, _args: argparse.Namespace) -> int:
+    from genq import stack
+
+    return stack.run(settings)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="genq", description="genq: jobs for AI-generation vendors")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    api = sub.add_parser("api", help="serve the HTTP API")
+    api.add_argument("--host")
+    api.add_argument("--port", type=int)
+    api.set_defaults(handler=_api)
+
+    worker = sub.add_parser("worker", help="run a worker pool for one or more queues")
+    worker.add_argument("queues", nargs="+", choices=QUEUES, metavar="QUEUE", help=", ".join(QUEUES))
+    worker.add_argument("--threads", type=int, help="worker threads in this process (WORKER_THREADS)")
+    worker.set_defaults(handler=_worker)
+
+    sim = sub.add_parser("sim", help="serve the vendor simulators on loopback")
+    sim.add_argument("--host")
+    sim.set_defaults(handler=_sim)
+
+    sub.add_parser("migrate", help="bring the database schema to the latest migration").set_defaults(handler=_migrate)
+
+    users = sub.add_parser("users", help="manage users").add_subparsers(required=True, metavar="ACTION")
+    create = users.add_parser("create", help="create a user and print its API key (shown once)")
+    create.add_argument("--phone", required=True)
+    create.add_argument("--credits", type=int, default=0)
+    create.set_defaults(handler=_users_create)
+
+    sub.add_parser("run", help="everything at once, on embedded defaults").set_defaults(handler=_run)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())
