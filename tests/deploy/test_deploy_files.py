@@ -1,0 +1,43 @@
+"""deploy/ stays in step with the code: alerts name real metrics, autoscaling names real queues."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+from prometheus_client import REGISTRY
+
+import infra.metrics  # noqa: F401 - registers every genq_* metric
+from workers.broker import NAMESPACE, QUEUES
+
+DEPLOY = Path(__file__).parents[2] / "deploy"
+SCRAPE_TIME = {"genq_semaphore_in_flight", "genq_semaphore_limit", "genq_queue_depth"}  # ClusterCollector
+
+
+def known_metrics() -> set[str]:
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
+    names = {family.name + end for family in REGISTRY.collect() for end in ("", *suffixes.get(family.type, ()))}
+    return names | SCRAPE_TIME
+
+
+def test_every_alert_expression_uses_metrics_genq_exports() -> None:
+    rules = [rule for group in yaml.safe_load((DEPLOY / "alerts.yml").read_text())["groups"] for rule in group["rules"]]
+
+    used = {name for rule in rules for name in re.findall(r"genq_[a-z_]+", rule["expr"])}
+
+    assert rules and used <= known_metrics(), used - known_metrics()
+
+
+def test_autoscaling_watches_each_scaled_pools_queue() -> None:
+    objects = list(yaml.safe_load_all((DEPLOY / "keda.yml").read_text()))
+
+    lists = {o["spec"]["triggers"][0]["metadata"]["listName"] for o in objects}
+
+    assert lists == {f"{NAMESPACE}:{q}" for q in QUEUES if q != "maintenance"}
+
+
+def test_procfile_has_one_line_per_pool_and_the_api() -> None:
+    lines = (DEPLOY.parent / "Procfile").read_text().splitlines()
+
+    assert [line.split(":")[0] for line in lines] == ["api", *QUEUES]
