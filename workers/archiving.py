@@ -17,20 +17,17 @@ from infra.jobstore import results_value
 from vendors.base import VendorError, VendorFile
 from workers import runtime
 from workers.broker import actor
-from workers.lifecycle import bind, bind_job, finish
+from workers.lifecycle import claim, finish
 
 log = structlog.get_logger()
 
 
 @actor(queue_name="archiving", max_retries=3, time_limit=600_000)
 def archive_job(job_id: str) -> None:
-    bind(job_id, "archiving")
-    rt = runtime.get()
-    job = rt.jobs.get(job_id)
-    if job is None or job.status is not S.ARCHIVING or job.vendor_task_id is None:
-        log.info("archive_skipped", status=job and job.status)
+    job = claim(job_id, "archiving", S.ARCHIVING)
+    if job is None or job.vendor_task_id is None:
         return
-    bind_job(job)
+    rt = runtime.get()
     vendor = rt.vendor(job)
     task_id = job.vendor_task_id
     uploaded: list[ResultFile] = []

@@ -16,20 +16,17 @@ from infra import metrics
 from vendors.base import VendorBusy, VendorError
 from workers import kinds, runtime
 from workers.broker import actor
-from workers.lifecycle import bind, bind_job, dispatch, finish
+from workers.lifecycle import claim, dispatch, finish
 
 log = structlog.get_logger()
 
 
 @actor(queue_name="generation", max_retries=3, time_limit=180_000)
 def submit_job(job_id: str) -> None:
-    bind(job_id, "generation")
-    rt = runtime.get()
-    job = rt.jobs.get(job_id)
-    if job is None or job.status is not S.QUEUED:  # redelivered, cancelled or raced
-        log.info("submit_skipped", status=job and job.status)
+    job = claim(job_id, "generation", S.QUEUED)
+    if job is None:
         return
-    bind_job(job)
+    rt = runtime.get()
     if rt.now() >= job.deadline_at:
         finish(job, S.QUEUED, S.TIMED_OUT, code="deadline_exceeded", message="no vendor slot before the deadline")
         return

@@ -57,6 +57,20 @@ def leave_processing(job: Job, target: JobStatus, **kwargs: Any) -> bool:
     return moved
 
 
+def claim(job_id: str, stage: str, expected: JobStatus) -> Job | None:
+    """Start an actor run: bind the log context and load the job, if it is still `expected`.
+
+    None means there is nothing to do: the message was redelivered, raced, or the job moved on.
+    """
+    bind(job_id, stage)
+    job = runtime.get().jobs.get(job_id)
+    if job is None or job.status is not expected:
+        log.info("message_skipped", status=job and job.status)
+        return None
+    bind_job(job)
+    return job
+
+
 def bind(job_id: str, stage: str) -> None:
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(job_id=job_id, stage=stage)

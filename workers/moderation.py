@@ -8,19 +8,16 @@ import structlog
 from domain.jobs import JobStatus as S
 from workers import runtime
 from workers.broker import actor
-from workers.lifecycle import bind, dispatch
+from workers.lifecycle import claim, dispatch
 
 log = structlog.get_logger()
 
 
 @actor(queue_name="moderation", max_retries=3, time_limit=60_000)
 def check_job(job_id: str) -> None:
-    bind(job_id, "moderation")
-    rt = runtime.get()
-    job = rt.jobs.get(job_id)
-    if job is None or job.status is not S.PENDING_AUDIT:
-        log.info("moderation_skipped", status=job and job.status)
+    if claim(job_id, "moderation", S.PENDING_AUDIT) is None:
         return
+    rt = runtime.get()
     if rt.jobs.move(job_id, S.PENDING_AUDIT, S.QUEUED, now=rt.now(), detail={"verdict": "pass-through"}):
         from workers import generation
 

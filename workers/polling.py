@@ -14,20 +14,17 @@ from infra import metrics
 from vendors.base import Done, Failed, Running, VendorError, VendorExpired, VendorUnavailable
 from workers import runtime
 from workers.broker import actor
-from workers.lifecycle import bind, bind_job, dispatch, leave_processing
+from workers.lifecycle import claim, dispatch, leave_processing
 
 log = structlog.get_logger()
 
 
 @actor(queue_name="polling", max_retries=3, time_limit=120_000)
 def poll_job(job_id: str) -> None:
-    bind(job_id, "polling")
-    rt = runtime.get()
-    job = rt.jobs.get(job_id)
-    if job is None or job.status is not S.PROCESSING or job.vendor_task_id is None:
-        log.info("poll_skipped", status=job and job.status)
+    job = claim(job_id, "polling", S.PROCESSING)
+    if job is None or job.vendor_task_id is None:
         return
-    bind_job(job)
+    rt = runtime.get()
     if rt.now() >= job.deadline_at or job.polls >= rt.policy.poll_schedules[job.kind].max_polls:
         _time_out(job)
         return
