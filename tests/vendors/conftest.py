@@ -62,3 +62,30 @@ def app_run() -> AppRun:
         NodeValue("25", "seed", "42"),
     )
     return AppRun(webapp_id=WEBAPP_ID, nodes=nodes)
+
+
+# --- Tencent Cloud API 3.0 / Hunyuan 3D ------------------------------------------------------------
+
+from vendors.hunyuan3d import Hunyuan3DClient  # noqa: E402
+from vendors.sim.hunyuan3d import Hunyuan3DSim  # noqa: E402
+
+TENCENT_SECRET_ID = "AKIDsimQ3f9a0c2b7d4e4a1b9c8d7e6f5a4b"
+TENCENT_SECRET_KEY = "simSK7Hq2Lw9Zx4Vb6Nm1Pk8Rt3Ys5Uc0Ae"
+
+
+@pytest.fixture
+def h3d_sim(clock: FakeClock) -> Hunyuan3DSim:
+    return Hunyuan3DSim(credentials={TENCENT_SECRET_ID: TENCENT_SECRET_KEY}, clock=clock, seed=7)
+
+
+@pytest.fixture
+def h3d_http(h3d_sim: Hunyuan3DSim) -> Iterator[httpx.Client]:
+    """The real endpoint's URL, answered by the simulator: the signature covers this Host."""
+    transport = httpx.MockTransport(h3d_sim.handle)
+    with httpx.Client(transport=transport, base_url="https://ai3d.tencentcloudapi.com", timeout=5) as client:
+        yield client
+
+
+@pytest.fixture
+def h3d_client(h3d_http: httpx.Client, clock: FakeClock) -> Hunyuan3DClient:
+    return Hunyuan3DClient(h3d_http, secret_id=TENCENT_SECRET_ID, secret_key=TENCENT_SECRET_KEY, clock=clock)
