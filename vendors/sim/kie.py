@@ -1,0 +1,651 @@
+"""KIE.ai Sora 2 / Sora 2 Pro simulator (VENDORS.md §4.7, §11).
+
+`POST /api/v1/jobs/createTask` and `GET /api/v1/jobs/recordInfo` answer HTTP 200 with `{code, msg,
+data}`, so `vendors.kie` runs against it unchanged. Tasks move waiting -> queuing -> generating ->
+success|fail by the injected `clock` (tests move the clock instead of sleeping); each task's fate and
+timeline are fixed when it is accepted. The admin surface lives under `/__sim/` only. One lock
+guards all state; the object is safe to share between threads.
+
+Callbacks: the simulator has no thread of its own. `tick()` finds tasks that reached success/fail
+by the clock (or by `force`), and hands every callback that is due to `deliver(url, headers, body)`;
+tests call it after moving the clock. When served on loopback, `start_ticker()` calls `tick()`
+from a daemon thread until `stop_ticker()`. The default `deliver` POSTs from a background thread;
+a failed delivery is lost (no retry schedule is simulated).
+
+The result video is the fixture `fixtures/kie_sample.mp4` (1 s, 64x64, 8 frames, H.264, 1.9 KB,
+`moov` before `mdat`). Nothing in the project can encode video: it was made once, outside the
+project venv, with PyAV (`python3 -m venv /tmp/mkmp4 && /tmp/mkmp4/bin/pip install av`): libx264
+`preset=veryslow crf=35 pix_fmt=yuv420p` at 8 fps over 8 synthetic gradient frames, muxed with
+`movflags=+faststart`.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import dataclasses
+import hashlib
+import hmac
+import itertools
+import json
+import math
+import random
+import re
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+import httpx
+
+from vendors.sim.common import (
+    FAILURE_KINDS,
+    Call,
+    CallLog,
+    admin_response,
+    apply_knobs,
+    check_latency,
+    check_non_negative,
+    check_rate,
+    file_response,
+    json_response,
+    latency_s,
+    mask_key,
+    max_overlap,
+    parse_body,
+    rate_for,
+    roll,
+    signature_ok,
+    signed_url,
+)
+
+FIXTURE_MP4: Final = Path(__file__).parent / "fixtures" / "kie_sample.mp4"
+CREATE_PATH: Final = "/api/v1/jobs/createTask"
+RECORD_PATH: Final = "/api/v1/jobs/recordInfo"
+MODELS: Final[Mapping[str, tuple[bool, bool]]] = {
+    "sora-2-text-to-video": (False, False),
+    "sora-2-image-to-video": (False, True),
+    "sora-2-pro-text-to-video": (True, False),
+    "sora-2-pro-image-to-video": (True, True),
+}
+"""The allow-list: model -> (pro: takes `size`, image: needs one `image_urls` entry)."""
+MSG: Final[Mapping[int, str]] = {
+    200: "success", 401: "You do not have access permissions", 402: "Credits insufficient",
+    404: "Task not found", 409: "queue full", 429: "Rate limited: too many requests",
+    455: "Service unavailable: under maintenance", 500: "Server error",
+}  # fmt: skip
+_INJECTED_CODE: Final = {"code_500": 500, "busy": 409, "rate": 429}
+_PHASES: Final = ("waiting_s", "queuing_s", "generating_s")
+_FILE_NAME = re.compile(r"(task_[a-z0-9-]+_\d+)/0\.mp4")
+
+Answer = tuple[int, str, object]
+"""What a vendor endpoint answers: envelope `code`, `msg` and `data`."""
+Deliver = Callable[[str, Mapping[str, str], bytes], None]
+
+
+@dataclass(frozen=True)
+class KieKnobs:
+    """Every behaviour switch; `configure(**changes)` or `POST /__sim/config` swaps in a copy."""
+
+    latency_ms: float | tuple[float, float] = 0.0
+    failure_rate: float | Mapping[str, float] = 0.0  # global, or {vendor path or "*": rate}
+    failure_kind: str = "http_500"  # one of common.FAILURE_KINDS; busy = 409 "queue full", rate = 429
+    waiting_s: float = 1.0
+    queuing_s: float = 2.0
+    generating_s: float = 30.0
+    durations: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    """Per-variant phase overrides keyed `model/size/n_frames` (size `-` when absent), `*` matching
+    any part; the most specific key wins: `{"*/high/*": {"generating_s": 600}}`."""
+    job_fail_rate: float = 0.0
+    fail_code: str = "501"  # failCode/failMsg of a failed task
+    fail_msg: str = "Generation failed"
+    job_expiry_s: float = 60 * 86400.0  # records are kept 2 months; then recordInfo answers 404
+    result_url_ttl_s: float = 14 * 86400.0  # media kept 14 days from completion: `Expires=` of URLs
+    rate_limit: int | None = 20  # createTask calls per key per window; None = no limit
+    rate_window_s: float = 10.0
+    concurrency_limit: int | None = None  # unfinished tasks per key; over it: 409 "queue full" [I]
+    credit_balance: float | None = None  # None = unlimited; setting it sets the balance
+    credits_per_task: float = 20.0
+    maintenance: bool = False  # every vendor call answers 455
+    callback_delay_s: float = 0.0
+    callback_drop_rate: float = 0.0
+    callback_duplicates: int = 0  # extra identical copies of each callback
+    callback_bad_signature_rate: float = 0.0  # per copy
+    clock_offset_s: float = 0.0  # added to `X-Webhook-Timestamp` (stale-timestamp tests)
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        check_latency(self.latency_ms)
+        for name in ("failure_rate", "job_fail_rate", "callback_drop_rate", "callback_bad_signature_rate"):
+            check_rate(name, getattr(self, name))
+        for name in (*_PHASES, "job_expiry_s", "result_url_ttl_s", "rate_window_s", "credits_per_task",
+                     "callback_delay_s", "callback_duplicates"):  # fmt: skip
+            check_non_negative(name, getattr(self, name))
+        for name in ("rate_limit", "concurrency_limit", "credit_balance"):
+            if getattr(self, name) is not None:
+                check_non_negative(name, getattr(self, name))
+        if self.failure_kind not in FAILURE_KINDS:
+            raise ValueError(f"failure_kind must be one of {sorted(FAILURE_KINDS)}")
+        for key, phases in self.durations.items():
+            if len(key.split("/")) != 3 or not isinstance(phases, Mapping) or not set(phases) <= set(_PHASES):
+                raise ValueError(f"durations[{key!r}] must be 'model/size/n_frames' -> {{{', '.join(_PHASES)}}}")
+            for name, value in phases.items():
+                check_non_negative(f"durations[{key!r}].{name}", value)
+
+    def phases(self, model: str, size: str | None, n_frames: str) -> tuple[float, float, float]:
+        """(waiting_s, queuing_s, generating_s) of one variant: the most specific override wins."""
+        parts = (model, size or "-", n_frames)
+        merged: dict[str, float] = {name: getattr(self, name) for name in _PHASES}
+        keys = ["/".join(p if keep else "*" for p, keep in zip(parts, mask, strict=True))
+                for mask in itertools.product((False, True), repeat=3)]  # fmt: skip
+        for key in sorted(keys, key=lambda k: -k.count("*")):  # least specific first
+            merged.update(self.durations.get(key, {}))
+        return merged["waiting_s"], merged["queuing_s"], merged["generating_s"]
+
+
+@dataclass
+class _Task:
+    """A task's timeline; `fate` is success | fail, `origin` the scheme/host it was created on."""
+
+    task_id: str
+    api_key: str
+    model: str
+    param: str
+    origin: httpx.URL
+    created_at: float
+    queuing_at: float
+    generating_at: float
+    done_at: float
+    fate: str
+    callback_url: str | None
+    cost: float
+    expired_at: float = math.inf
+    notified: bool = False
+
+    def gone(self, now: float, expiry_s: float) -> bool:
+        return now >= min(self.expired_at, self.created_at + expiry_s)
+
+    def end(self, expiry_s: float) -> float:
+        return min(self.done_at, self.expired_at, self.created_at + expiry_s)
+
+    def state(self, now: float) -> str:
+        if now < self.queuing_at:
+            return "waiting"
+        if now < self.generating_at:
+            return "queuing"
+        return "generating" if now < self.done_at else self.fate
+
+    def updated_at(self, now: float) -> float:
+        return max(t for t in (self.created_at, self.queuing_at, self.generating_at, self.done_at) if t <= now)
+
+    def finish(self, fate: str, now: float) -> None:
+        self.fate = fate
+        self.done_at = min(self.done_at, now)
+        self.generating_at = min(self.generating_at, self.done_at)
+        self.queuing_at = min(self.queuing_at, self.generating_at)
+
+
+@dataclass(frozen=True)
+class SentCallback:
+    """One callback handed to `deliver`; `bad_signature` marks an injected wrong signature."""
+
+    url: str
+    headers: Mapping[str, str]
+    body: bytes
+    task_id: str
+    at: float
+    bad_signature: bool
+
+
+@dataclass(frozen=True)
+class _Pending:
+    due: float
+    url: str
+    body: bytes
+    task_id: str
+    bad_signature: bool
+
+
+@dataclass(frozen=True)
+class _Req:
+    """A parsed vendor call whose api key is known to be valid."""
+
+    http: httpx.Request
+    body: Mapping[str, object]
+    api_key: str
+    now: float
+
+
+class KieSim:
+    """The simulator; see the module docstring and VENDORS.md §4.7."""
+
+    def __init__(
+        self,
+        *,
+        api_keys: Iterable[str],
+        hmac_key: str | None = None,
+        clock: Callable[[], float] = time.time,
+        seed: int | None = None,
+        deliver: Deliver | None = None,
+    ) -> None:
+        self._keys = frozenset(api_keys)
+        self._hmac_key = hmac_key
+        self._clock = clock
+        self._deliver = deliver or post_in_background
+        self._lock = threading.RLock()
+        self._knobs = KieKnobs(seed=seed)
+        self._rng = random.Random(seed)
+        self._secret = secrets.token_bytes(16)
+        self._video = FIXTURE_MP4.read_bytes()
+        self._tasks: dict[str, _Task] = {}
+        self._last_ms: dict[str, int] = {}
+        self._hits: dict[str, deque[float]] = {}
+        self._credits = self._knobs.credit_balance
+        self._log = CallLog()
+        self._outbox: list[_Pending] = []
+        self._sent: list[SentCallback] = []
+        self._dropped = 0
+        self._ticker: tuple[threading.Thread, threading.Event] | None = None
+
+    # --- Python-side conveniences for tests ---------------------------------------------------------
+
+    @property
+    def knobs(self) -> KieKnobs:
+        return self._knobs
+
+    @property
+    def calls(self) -> list[Call]:
+        return self._log.snapshot()
+
+    @property
+    def callbacks_sent(self) -> list[SentCallback]:
+        with self._lock:
+            return list(self._sent)
+
+    def calls_json(self) -> list[dict[str, object]]:
+        return self._log.to_json()
+
+    def knobs_json(self) -> dict[str, object]:
+        return dataclasses.asdict(self._knobs)
+
+    def configure(self, **changes: object) -> KieKnobs:
+        """Change knobs at runtime; a new `seed` re-seeds, a new `credit_balance` sets the balance."""
+        with self._lock:
+            self._knobs = apply_knobs(self._knobs, changes)
+            if "seed" in changes:
+                self._rng = random.Random(self._knobs.seed)
+            if "credit_balance" in changes:
+                self._credits = self._knobs.credit_balance
+            return self._knobs
+
+    def reset(self) -> None:
+        """Forget tasks, calls, callbacks and rate windows; keys and knobs stay, credits refill."""
+        with self._lock:
+            self._tasks.clear()
+            self._last_ms.clear()
+            self._hits.clear()
+            self._outbox.clear()
+            self._sent.clear()
+            self._dropped = 0
+            self._credits = self._knobs.credit_balance
+            self._log.clear()
+
+    def force(self, task_id: str, kind: str) -> bool:
+        """Move a task now: `complete`, `fail` or `expire`. False if the task is unknown."""
+        with self._lock:
+            task, now = self._tasks.get(task_id), self._clock()
+            if task is None or kind not in ("complete", "fail", "expire"):
+                return False
+            if kind == "expire":
+                task.expired_at = now
+                task.done_at = min(task.done_at, now)
+            else:
+                task.finish("success" if kind == "complete" else "fail", now)
+            return True
+
+    def max_concurrent(self, api_key: str) -> int:
+        """The most of this key's tasks ever unfinished at one instant, from their intervals."""
+        with self._lock:
+            now, expiry = self._clock(), self._knobs.job_expiry_s
+            ends = ((t.created_at, t.end(expiry)) for t in self._tasks.values() if t.api_key == api_key)
+            return max_overlap((start, end if end <= now else None) for start, end in ends)
+
+    def unfinished(self, api_key: str) -> int:
+        with self._lock:
+            return self._unfinished(api_key, self._clock())
+
+    def stats(self) -> dict[str, object]:
+        with self._lock:
+            keys = sorted(self._keys)
+            return {
+                "max_concurrent": {mask_key(k): self.max_concurrent(k) for k in keys},
+                "unfinished": {mask_key(k): self.unfinished(k) for k in keys},
+                "tasks": len(self._tasks),
+                "credit_balance": self._credits,
+                "callbacks": {"sent": len(self._sent), "pending": len(self._outbox), "dropped": self._dropped},
+            }
+
+    # --- callbacks ----------------------------------------------------------------------------------
+
+    def tick(self) -> int:
+        """Queue callbacks of tasks finished by now, deliver those due; return how many were sent."""
+        with self._lock:
+            now = self._clock()
+            self._queue_finished(now)
+            due = [p for p in self._outbox if p.due <= now]
+            self._outbox = [p for p in self._outbox if p.due > now]
+            sent = [self._sent_callback(p, now) for p in due]
+            self._sent.extend(sent)
+        for callback in sent:
+            self._deliver(callback.url, callback.headers, callback.body)
+        return len(sent)
+
+    def start_ticker(self, interval_s: float = 0.2) -> None:
+        """Call `tick()` every `interval_s` from a daemon thread (loopback serving); idempotent."""
+        with self._lock:
+            if self._ticker is not None:
+                return
+            stop = threading.Event()
+            thread = threading.Thread(target=self._tick_until, args=(stop, interval_s), name="kie-sim-ticker")
+            thread.daemon = True
+            self._ticker = (thread, stop)
+        thread.start()
+
+    def stop_ticker(self) -> None:
+        with self._lock:
+            ticker, self._ticker = self._ticker, None
+        if ticker is not None:
+            ticker[1].set()
+            ticker[0].join(timeout=10)
+
+    def _tick_until(self, stop: threading.Event, interval_s: float) -> None:
+        while not stop.wait(interval_s):
+            with contextlib.suppress(Exception):  # a failing receiver must not stop the ticker
+                self.tick()
+
+    def _queue_finished(self, now: float) -> None:
+        knobs = self._knobs
+        for task in self._tasks.values():
+            if task.notified or task.done_at > now or task.gone(now, knobs.job_expiry_s):
+                continue
+            task.notified = True
+            if task.callback_url is None:
+                continue
+            if roll(self._rng, knobs.callback_drop_rate):
+                self._dropped += 1
+                continue
+            body = json.dumps(self._callback_body(task, now)).encode()
+            for _ in range(1 + knobs.callback_duplicates):
+                bad = roll(self._rng, knobs.callback_bad_signature_rate)
+                due = task.done_at + knobs.callback_delay_s
+                self._outbox.append(_Pending(due, task.callback_url, body, task.task_id, bad))
+
+    def _callback_body(self, task: _Task, now: float) -> dict[str, object]:
+        """recordInfo's shape plus the credit fields; code 501 with failMsg on a failed task [I]."""
+        data = {**self._record(task, now, task.origin), "consumeCredits": task.cost, "remainedCredits": self._credits}
+        if task.fate == "fail":
+            return {"code": 501, "msg": self._knobs.fail_msg, "data": data}
+        return {"code": 200, "msg": MSG[200], "data": data}
+
+    def _sent_callback(self, pending: _Pending, now: float) -> SentCallback:
+        headers = {"Content-Type": "application/json"}
+        if self._hmac_key is not None:
+            timestamp = str(int(now + self._knobs.clock_offset_s))
+            key = self._rng.randbytes(32) if pending.bad_signature else self._hmac_key.encode()
+            digest = hmac.new(key, f"{pending.task_id}.{timestamp}".encode(), hashlib.sha256).digest()
+            headers["X-Webhook-Timestamp"] = timestamp
+            headers["X-Webhook-Signature"] = base64.b64encode(digest).decode()
+        return SentCallback(pending.url, headers, pending.body, pending.task_id, now, pending.bad_signature)
+
+    # --- HTTP entry point -----------------------------------------------------------------------
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        """Answer one request: `/__sim/...` admin, or a vendor path (latency, chaos, envelope)."""
+        path = request.url.path
+        if path.startswith("/__sim/"):
+            return admin_response(self, request)
+        route = {("POST", CREATE_PATH): self._create, ("GET", RECORD_PATH): self._record_info}.get(
+            (request.method, path)
+        )
+        if route is None:
+            return json_response({"code": 404, "msg": "Not Found", "data": None}, status=404)
+        body: dict[str, object] | None = dict(request.url.params) if request.method == "GET" else parse_body(request)
+        time.sleep(self._draw_latency())
+        if self._draw_failure(path):
+            self._record_call(request, body, task_id=None)
+            return self._failure(request)
+        with self._lock:
+            code, msg, data = self._dispatch(route, request, body)
+            self._record_call(request, body, task_id=_task_id_of(body, data))
+        if code == 401:
+            return json_response({"code": code, "msg": msg})  # the documented body has no `data`
+        return json_response({"code": code, "msg": msg, "data": data})
+
+    def _dispatch(
+        self, route: Callable[[_Req], Answer], request: httpx.Request, body: dict[str, object] | None
+    ) -> Answer:
+        if self._knobs.maintenance:
+            return _error(455)
+        key = _bearer(request)
+        if key not in self._keys:
+            return _error(401)
+        if body is None:
+            return 422, "body must be a JSON object", None
+        return route(_Req(request, body, key, self._clock()))
+
+    def _record_call(self, request: httpx.Request, body: dict[str, object] | None, task_id: str | None) -> None:
+        at, key = self._clock(), mask_key(_bearer(request))
+        self._log.record(Call(request.method, request.url.path, at, key, task_id, dict(body or {})))
+
+    def _draw_latency(self) -> float:
+        with self._lock:
+            return latency_s(self._rng, self._knobs.latency_ms)
+
+    def _draw_failure(self, path: str) -> bool:
+        with self._lock:
+            return roll(self._rng, rate_for(self._knobs.failure_rate, path))
+
+    def _failure(self, request: httpx.Request) -> httpx.Response:
+        kind = self._knobs.failure_kind
+        if kind == "transport":
+            raise httpx.ConnectError("simulated connection reset", request=request)
+        if kind == "http_500":
+            return httpx.Response(500, text="Internal Server Error")
+        code = _INJECTED_CODE[kind]
+        return json_response({"code": code, "msg": MSG[code], "data": None})
+
+    # --- vendor endpoints (called under the lock) -----------------------------------------------
+
+    def _create(self, req: _Req) -> Answer:
+        """Checks in order: rate (429), fields (422), credits (402), concurrency (409), then accept."""
+        knobs = self._knobs
+        if not self._within_rate(req.api_key, req.now):
+            return _error(429)
+        problem = _invalid(req.body)
+        if problem:
+            return 422, problem, None
+        if self._credits is not None and self._credits < knobs.credits_per_task:
+            return _error(402)
+        if knobs.concurrency_limit is not None and self._unfinished(req.api_key, req.now) >= knobs.concurrency_limit:
+            return _error(409)
+        task = self._new_task(req)
+        self._tasks[task.task_id] = task
+        if self._credits is not None:
+            self._credits -= task.cost
+        return 200, MSG[200], {"taskId": task.task_id}
+
+    def _record_info(self, req: _Req) -> Answer:
+        task = self._tasks.get(str(req.body.get("taskId", "")))
+        if task is None or task.api_key != req.api_key or task.gone(req.now, self._knobs.job_expiry_s):
+            return _error(404)
+        return 200, MSG[200], self._record(task, req.now, req.http.url)
+
+    def _record(self, task: _Task, now: float, origin: httpx.URL) -> dict[str, object]:
+        """recordInfo `data` (VENDORS.md §4.3): times in epoch ms, `resultJson` a JSON string."""
+        state = task.state(now)
+        done = state in ("success", "fail")
+        result = {"resultUrls": [self._result_url(task, origin)]} if state == "success" else None
+        return {
+            "taskId": task.task_id,
+            "model": task.model,
+            "state": state,
+            "param": task.param,
+            "resultJson": json.dumps(result) if result else "",
+            "failCode": self._knobs.fail_code if state == "fail" else "",
+            "failMsg": self._knobs.fail_msg if state == "fail" else "",
+            "costTime": _ms(task.done_at - task.created_at) if done else None,
+            "completeTime": _ms(task.done_at) if done else None,
+            "createTime": _ms(task.created_at),
+            "updateTime": _ms(task.updated_at(now)),
+        }
+
+    def _result_url(self, task: _Task, origin: httpx.URL) -> str:
+        expires = int(task.done_at + self._knobs.result_url_ttl_s)
+        return signed_url(origin, f"/__sim/files/{task.task_id}/0.mp4", expires=expires, secret=self._secret)
+
+    # --- task helpers (called under the lock) ---------------------------------------------------
+
+    def _new_task(self, req: _Req) -> _Task:
+        model, params = str(req.body["model"]), _input(req.body)
+        size, n_frames = params.get("size"), str(params["n_frames"])
+        waiting, queuing, generating = self._knobs.phases(model, str(size) if size else None, n_frames)
+        return _Task(
+            task_id=self._new_task_id(model, req.now),
+            api_key=req.api_key,
+            model=model,
+            param=json.dumps(req.body),
+            origin=req.http.url,
+            created_at=req.now,
+            queuing_at=req.now + waiting,
+            generating_at=req.now + waiting + queuing,
+            done_at=req.now + waiting + queuing + generating,
+            fate=self._fate(str(params.get("prompt", ""))),
+            callback_url=_opt_str(req.body.get("callBackUrl")),
+            cost=self._knobs.credits_per_task,
+        )
+
+    def _new_task_id(self, model: str, now: float) -> str:
+        """`task_<model>_<epoch-ms>`; a second task in the same ms takes the next free ms."""
+        ms = max(_ms(now), self._last_ms.get(model, -1) + 1)
+        self._last_ms[model] = ms
+        return f"task_{model}_{ms}"
+
+    def _fate(self, prompt: str) -> str:
+        if "sim-fail" in prompt:
+            return "fail"
+        return "fail" if roll(self._rng, self._knobs.job_fail_rate) else "success"
+
+    def _within_rate(self, api_key: str, now: float) -> bool:
+        """A sliding window of accepted-by-the-limiter createTask calls per key."""
+        limit, window = self._knobs.rate_limit, self._knobs.rate_window_s
+        if limit is None:
+            return True
+        hits = self._hits.setdefault(api_key, deque())
+        while hits and hits[0] <= now - window:
+            hits.popleft()
+        if len(hits) >= limit:
+            return False
+        hits.append(now)
+        return True
+
+    def _unfinished(self, api_key: str, now: float) -> int:
+        expiry = self._knobs.job_expiry_s
+        return sum(1 for t in self._tasks.values() if t.api_key == api_key and t.end(expiry) > now)
+
+    # --- files ------------------------------------------------------------------------------------
+
+    def file(self, request: httpx.Request, name: str) -> httpx.Response:
+        """`{taskId}/0.mp4` of a successful task; a signed URL must still be valid (a bare path is an
+        admin peek)."""
+        match = _FILE_NAME.fullmatch(name)
+        with self._lock:
+            now = self._clock()
+            task = self._tasks.get(match.group(1)) if match else None
+            self._log.record(Call("GET", request.url.path, now, "", match.group(1) if match else None))
+            found = task is not None and not task.gone(now, self._knobs.job_expiry_s)
+            if not found or task is None or task.state(now) != "success":
+                return json_response({"error": "NoSuchKey"}, status=404)
+        signed = "Signature" in request.url.params or "Expires" in request.url.params
+        if signed and not signature_ok(request.url, now=now, secret=self._secret):
+            return json_response({"error": "AccessDenied"}, status=403)
+        return file_response(request, self._video, "video/mp4")
+
+
+# --- default delivery -----------------------------------------------------------------------------
+
+
+def post_in_background(url: str, headers: Mapping[str, str], body: bytes) -> None:
+    """The default `deliver`: POST from a daemon thread; a failed delivery is lost."""
+    thread = threading.Thread(target=_post_quietly, args=(url, dict(headers), body), name="kie-sim-callback")
+    thread.daemon = True
+    thread.start()
+
+
+def _post_quietly(url: str, headers: dict[str, str], body: bytes) -> None:
+    with contextlib.suppress(httpx.HTTPError):
+        httpx.post(url, content=body, headers=headers, timeout=10)
+
+
+# --- wire helpers ---------------------------------------------------------------------------------
+
+
+def _invalid(body: Mapping[str, object]) -> str:
+    """The 422 message naming the first bad field, or "" when the createTask body is acceptable."""
+    model = body.get("model")
+    if not isinstance(model, str) or model not in MODELS:
+        return f"model: unsupported model {model!r}"
+    pro, image = MODELS[model]
+    if not isinstance(body.get("input"), Mapping):
+        return "input: must be an object"
+    params = _input(body)
+    checks = (
+        ("prompt", isinstance(params.get("prompt"), str) and bool(str(params.get("prompt")).strip()),
+         "is required"),
+        ("n_frames", params.get("n_frames") in ("10", "15"), 'must be "10" or "15"'),
+        ("size", ("size" not in params) if not pro else params.get("size", "standard") in ("standard", "high"),
+         "must be standard or high (sora-2-pro models only)"),
+        ("image_urls", _one_url(params.get("image_urls")) if image else "image_urls" not in params,
+         "must hold exactly one URL (image-to-video models only)"),
+        ("aspect_ratio", params.get("aspect_ratio", "landscape") in ("portrait", "landscape"),
+         "must be portrait or landscape"),
+        ("callBackUrl", "callBackUrl" not in body or _opt_str(body.get("callBackUrl")) is not None,
+         "must be a URL"),
+    )  # fmt: skip
+    return next((f"{name}: {rule}" for name, ok, rule in checks if not ok), "")
+
+
+def _input(body: Mapping[str, object]) -> Mapping[str, object]:
+    params = body.get("input")
+    return params if isinstance(params, Mapping) else {}
+
+
+def _one_url(value: object) -> bool:
+    return isinstance(value, list) and len(value) == 1 and _opt_str(value[0]) is not None
+
+
+def _opt_str(value: object) -> str | None:
+    return value if isinstance(value, str) and value.startswith(("http://", "https://")) else None
+
+
+def _error(code: int) -> Answer:
+    return code, MSG[code], None
+
+
+def _bearer(request: httpx.Request) -> str:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def _task_id_of(body: Mapping[str, object] | None, data: object) -> str | None:
+    if isinstance(data, dict) and isinstance(data.get("taskId"), str):
+        return str(data["taskId"])
+    task_id = (body or {}).get("taskId")
+    return None if task_id is None else str(task_id)
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
