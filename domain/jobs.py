@@ -12,7 +12,10 @@ from domain.errors import IllegalTransition
 
 
 class JobKind(StrEnum):
+    BASIC_CLEAN = "basic_clean"
     MODEL_POSE12 = "model_pose12"
+    VIDEO = "video"
+    MODEL_3D = "model_3d"
 
 
 class JobStatus(StrEnum):

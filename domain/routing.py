@@ -1,4 +1,4 @@
-"""Which vendor and model serve a job kind: the job's slot is (vendor, model)."""
+"""Which vendor and model serve a job: the job's slot is (vendor, model)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,14 @@ class Route:
         return f"{self.vendor}:{self.model}"
 
 
-def route(kind: JobKind, _input: Mapping[str, Any]) -> Route:
-    if kind is JobKind.MODEL_POSE12:
-        return Route("runninghub", "pose12")
+def route(kind: JobKind, job_input: Mapping[str, Any]) -> Route:
+    match kind:
+        case JobKind.BASIC_CLEAN:
+            return Route("tencent_ci", "goods_matting")
+        case JobKind.MODEL_POSE12:
+            return Route("runninghub", "pose12")
+        case JobKind.VIDEO:
+            return Route("kie", str(job_input["model"]))
+        case JobKind.MODEL_3D:
+            return Route("hunyuan3d", "pro")  # 3.0 and 3.1 share the account's Pro job limit
     raise NotImplementedError(kind)

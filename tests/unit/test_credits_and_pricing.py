@@ -9,7 +9,8 @@ from domain.credits import LedgerKind
 from domain.errors import InsufficientCredits, InvalidInput
 from domain.jobs import JobKind
 from domain.polling import PollSchedule
-from domain.pricing import PriceList, Terms
+from domain.pricing import PatternTable, PriceList, Terms
+from infra.settings import Settings
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
 
@@ -36,12 +37,51 @@ def test_grant_must_be_positive() -> None:
         credits.grant("u1", 0, at=NOW)
 
 
-def test_price_list_quotes_configured_terms_and_refuses_unknown_kinds() -> None:
-    prices = PriceList({JobKind.MODEL_POSE12: Terms(price=2, deadline_s=600)})
+DEFAULT_PRICES = Settings().prices
+DEFAULT_DEADLINES = Settings().deadlines
 
-    assert prices.quote(JobKind.MODEL_POSE12) == Terms(2, 600)
+
+def default_prices() -> PriceList:
+    return PriceList(PatternTable.parse(DEFAULT_PRICES, int), PatternTable.parse(DEFAULT_DEADLINES, int))
+
+
+@pytest.mark.parametrize(
+    ("kind", "job_input", "price", "deadline"),
+    [
+        (JobKind.BASIC_CLEAN, {}, 1, 120),
+        (JobKind.MODEL_POSE12, {}, 1, 600),
+        (JobKind.VIDEO, {"model": "sora-2", "resolution": "720p", "duration": 10}, 15, 300),
+        (JobKind.VIDEO, {"model": "sora-2", "resolution": "720p", "duration": 15}, 20, 300),
+        (JobKind.VIDEO, {"model": "sora-2-pro", "resolution": "720p", "duration": 10}, 45, 300),
+        (JobKind.VIDEO, {"model": "sora-2-pro", "resolution": "720p", "duration": 15}, 60, 300),
+        (JobKind.VIDEO, {"model": "sora-2-pro", "resolution": "1080p", "duration": 10}, 100, 900),
+        (JobKind.VIDEO, {"model": "sora-2-pro", "resolution": "1080p", "duration": 15}, 130, 900),
+        (JobKind.MODEL_3D, {"version": "3.0"}, 5, 86400),
+        (JobKind.MODEL_3D, {"version": "3.1"}, 5, 86400),
+    ],
+)
+def test_default_prices_and_deadlines_are_spec_section_2(
+    kind: JobKind, job_input: dict[str, object], price: int, deadline: int
+) -> None:
+    assert default_prices().quote(kind, job_input) == Terms(price, deadline)
+
+
+def test_the_most_specific_pattern_wins() -> None:
+    table = PatternTable.parse("video=1,video/*/1080p=2,video/sora-2-pro/1080p/15=3", int)
+
+    assert [table.lookup(k) for k in ("video/sora-2/720p/10", "video/x/1080p/10", "video/sora-2-pro/1080p/15")] == [
+        1,
+        2,
+        3,
+    ]
+    assert table.lookup("model_3d/3.0") is None
+
+
+def test_an_unpriced_variant_is_not_offered() -> None:
+    prices = PriceList(PatternTable.parse("basic_clean=1", int), PatternTable.parse("basic_clean=60", int))
+
     with pytest.raises(InvalidInput):
-        PriceList({}).quote(JobKind.MODEL_POSE12)
+        prices.quote(JobKind.MODEL_POSE12, {})
 
 
 def test_poll_interval_grows_with_elapsed_time() -> None:
