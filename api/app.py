@@ -10,10 +10,15 @@ from litestar.openapi import OpenAPIConfig
 
 from api import errors, ops
 from api.auth import current_user
+from api.callbacks import kie_callback
 from api.jobs import JobsController
+from api.pricing import pricing
 from domain.pricing import PriceList
 from infra.catalog import price_list
 from infra.resources import Resources
+
+# A 6 MB image as base64 is 8 MB; room for a few of them (3D views) plus the JSON around them.
+MAX_BODY_BYTES = 24 * 1024 * 1024
 
 
 def create_app(resources: Resources) -> Litestar:
@@ -26,7 +31,14 @@ def create_app(resources: Resources) -> Litestar:
         return prices
 
     return Litestar(
-        route_handlers=[JobsController, ops.healthz, ops.readyz, ops.metrics_endpoint],
+        route_handlers=[
+            JobsController,
+            pricing,
+            kie_callback,
+            ops.healthz,
+            ops.readyz,
+            ops.metrics_endpoint,
+        ],
         dependencies={
             "resources": Provide(provide_resources, sync_to_thread=False),
             "prices": Provide(provide_prices, sync_to_thread=False),
@@ -35,6 +47,7 @@ def create_app(resources: Resources) -> Litestar:
         exception_handlers=errors.HANDLERS,
         openapi_config=OpenAPIConfig(title="genq", version="1", path="/schema"),
         before_request=_clear_log_context,
+        request_max_body_size=MAX_BODY_BYTES,
         debug=False,
     )
 

@@ -1,18 +1,25 @@
-"""Request bodies and per-kind input shapes (msgspec structs, checked before anything is charged)."""
+"""Request bodies and per-kind input shapes, checked before anything is charged.
+
+msgspec checks the shape; domain/ checks the rules (prompt length, version options, which fields
+go together); the image inspector fetches or decodes every image and checks size and pixels.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
 import msgspec
 
 from api.errors import msgspec_path
+from domain import model3d, video
 from domain.errors import InvalidInput
+from domain.inputs import check_prompt
 from domain.jobs import JobKind
 from domain.pose12 import Category, Scene
+from infra.images import ImageInspector
 
 Url = Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
 
@@ -22,32 +29,104 @@ class JobIn(msgspec.Struct, forbid_unknown_fields=True):
     input: dict[str, Any]
 
 
+class BasicCleanInput(msgspec.Struct, forbid_unknown_fields=True):
+    image_url: Url
+
+
 class Pose12Input(msgspec.Struct, forbid_unknown_fields=True):
     image_url: Url
     scene: Scene
     category: Category
 
 
-INPUTS: Mapping[JobKind, type[msgspec.Struct]] = {JobKind.MODEL_POSE12: Pose12Input}
+class VideoInput(msgspec.Struct, forbid_unknown_fields=True):
+    model: video.VideoModel
+    resolution: video.Resolution
+    duration: int
+    prompt: str
+    image_url: Url | None = None
 
 
-def validated_input(kind: JobKind, raw: Mapping[str, Any]) -> dict[str, Any]:
+class View(msgspec.Struct, forbid_unknown_fields=True):
+    view_type: str
+    image_url: Url | None = None
+    image_base64: str | None = None
+
+
+class Model3DInput(msgspec.Struct, forbid_unknown_fields=True):
+    version: model3d.Version
+    prompt: str | None = None
+    image_url: Url | None = None
+    image_base64: str | None = None
+    low_poly: bool = False
+    views: list[View] = msgspec.field(default_factory=list)
+
+
+def _basic_clean(value: BasicCleanInput, images: ImageInspector) -> None:
+    images.from_url("input.image_url", value.image_url)
+
+
+def _pose12(value: Pose12Input, images: ImageInspector) -> None:
+    images.from_url("input.image_url", value.image_url)
+
+
+def _video(value: VideoInput, images: ImageInspector) -> None:
+    video.check_variant(value.model, value.resolution, value.duration)
+    check_prompt("input.prompt", value.prompt, required=True)
+    if value.image_url is not None:
+        images.from_url("input.image_url", value.image_url)
+
+
+def _model_3d(value: Model3DInput, images: ImageInspector) -> None:
+    if value.prompt is not None:
+        check_prompt("input.prompt", value.prompt, required=True)
+    if value.image_url is not None and value.image_base64 is not None:
+        raise InvalidInput("input.image_base64", "give image_url or image_base64, not both")
+    model3d.check_request(
+        value.version,
+        has_prompt=value.prompt is not None,
+        has_image=value.image_url is not None or value.image_base64 is not None,
+        low_poly=value.low_poly,
+        views=[view.view_type for view in value.views],
+    )
+    _check_image(images, "input", value.image_url, value.image_base64)
+    for index, view in enumerate(value.views):
+        if (view.image_url is None) == (view.image_base64 is None):
+            raise InvalidInput(f"input.views.{index}", "give a view image_url or image_base64, exactly one")
+        _check_image(images, f"input.views.{index}", view.image_url, view.image_base64)
+
+
+def _check_image(images: ImageInspector, prefix: str, url: str | None, data: str | None) -> None:
+    if url is not None:
+        images.from_url(f"{prefix}.image_url", url)
+    elif data is not None:
+        images.from_base64(f"{prefix}.image_base64", data)
+
+
+CHECKS: Mapping[JobKind, tuple[type[msgspec.Struct], Callable[[Any, ImageInspector], None]]] = {
+    JobKind.BASIC_CLEAN: (BasicCleanInput, _basic_clean),
+    JobKind.MODEL_POSE12: (Pose12Input, _pose12),
+    JobKind.VIDEO: (VideoInput, _video),
+    JobKind.MODEL_3D: (Model3DInput, _model_3d),
+}
+
+
+def validated_input(kind: JobKind, raw: Mapping[str, Any], images: ImageInspector) -> dict[str, Any]:
     """The kind's input, checked field by field; InvalidInput names the field as `input.<name>`."""
+    shape, check = CHECKS[kind]
     try:
-        value = msgspec.convert(raw, INPUTS[kind])
+        value = msgspec.convert(raw, shape)
     except msgspec.ValidationError as exc:
         message, _, path = str(exc).partition(" - at `$")
         raise InvalidInput(_field("input", message, path.rstrip("`")), message) from None
+    check(value, images)
     checked: dict[str, Any] = msgspec.to_builtins(value)
-    for name, url in checked.items():
-        if name.endswith("_url") and not str(url).lower().startswith(("http://", "https://")):
-            raise InvalidInput(f"input.{name}", "must be an http(s) URL")
     return checked
 
 
 def request_hash(kind: JobKind, checked_input: Mapping[str, Any]) -> str:
     """Canonical digest of a submission, to tell an idempotent replay from a reused key."""
-    canonical = msgspec.json.encode({"kind": kind.value, "input": dict(sorted(checked_input.items()))})
+    canonical = msgspec.json.encode({"kind": kind.value, "input": checked_input}, order="sorted")
     return hashlib.sha256(canonical).hexdigest()
 
 

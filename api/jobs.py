@@ -5,6 +5,7 @@ Reads answer from the database only; nothing here ever calls a vendor.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -60,7 +61,7 @@ class JobOut(msgspec.Struct):
             kind=job.kind,
             status=job.status,
             price=job.price,
-            input=dict(job.input),
+            input=redacted(job.input),
             created_at=job.created_at,
             updated_at=job.updated_at,
             deadline_at=job.deadline_at,
@@ -72,6 +73,21 @@ class JobOut(msgspec.Struct):
             if job.status is JobStatus.SUCCEEDED
             else None,
         )
+
+
+def redacted(job_input: Mapping[str, Any]) -> dict[str, Any]:
+    """The input as submitted, with base64 images summarised instead of echoed back."""
+    return {k: _summary(v) if k.endswith("_base64") else _redact_nested(v) for k, v in job_input.items()}
+
+
+def _redact_nested(value: Any) -> Any:
+    if isinstance(value, list):
+        return [redacted(item) if isinstance(item, Mapping) else item for item in value]
+    return value
+
+
+def _summary(value: Any) -> Any:
+    return f"<base64, {len(value)} characters>" if isinstance(value, str) else value
 
 
 class JobPage(msgspec.Struct):
@@ -98,8 +114,8 @@ class JobsController(Controller):
         idempotency_key: IdempotencyKey = None,
     ) -> Response[JobOut]:
         """Charge the job's price and accept it; 402 `insufficient_credits` when the balance is short."""
-        checked = validated_input(data.kind, data.input)
-        terms = prices.quote(data.kind)
+        checked = validated_input(data.kind, data.input, resources.images)
+        terms = prices.quote(data.kind, checked)
         target = route(data.kind, checked)
         now = datetime.now(UTC)
         audit = resources.settings.audit_enabled

@@ -75,6 +75,12 @@ class JobStore:
         job = self.get(job_id)
         return job if job is not None and job.user_id == user_id else None
 
+    def by_vendor_task(self, vendor: str, task_id: str) -> Job | None:
+        query = select(jobs).where(jobs.c.vendor_task_id == task_id, jobs.c.vendor == vendor)
+        with self._engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        return None if row is None else _job(row)
+
     def list_for_user(
         self,
         user_id: str,

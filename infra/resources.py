@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import httpx
 import redis
 from sqlalchemy import Engine, text
 
 from infra.accounts import Accounts
 from infra.db import make_engine
+from infra.images import Allowlist, ImageInspector
 from infra.jobstore import JobStore
 from infra.settings import Settings
 from infra.slots import Slots
@@ -34,6 +36,7 @@ class Resources:
     accounts: Accounts
     slots: Slots
     storage: Storage
+    images: ImageInspector
 
     @classmethod
     def open(cls, settings: Settings) -> Resources:
@@ -47,6 +50,9 @@ class Resources:
             accounts=Accounts(engine),
             slots=Slots(client, ttl_s=settings.slot_lease_ttl_s),
             storage=Storage(make_s3_client(settings, s3_endpoint(settings)), settings.s3_bucket),
+            images=ImageInspector(
+                httpx.Client(timeout=settings.fetch_timeout_s), Allowlist.parse(settings.fetch_allowlist)
+            ),
         )
 
     def close(self) -> None:

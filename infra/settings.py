@@ -75,6 +75,10 @@ class Settings:
     # vendor simulators (genq sim / genq run)
     sim_host: str = "127.0.0.1"
     sim_runninghub_port: int = 8100
+    sim_hunyuan3d_port: int = 8101
+    sim_kie_port: int = 8102
+    sim_ci_port: int = 8103
+    sim_samples_port: int = 8104
     # `genq run` points every vendor at its simulator unless this is set
     run_real_vendors: bool = False
     # RunningHub (model_pose12)
@@ -85,13 +89,38 @@ class Settings:
     runninghub_node_image: str = "40:image"
     runninghub_node_seed: str = "25:seed"
     runninghub_concurrency: int = 3
+    # Tencent Cloud: Hunyuan 3D (API 3.0, TC3 signatures) and CI (COS signatures)
+    tencent_secret_id: str = ""
+    tencent_secret_key: Secret = Secret("")
+    hunyuan3d_base_url: str = "https://ai3d.tencentcloudapi.com"
+    hunyuan3d_region: str = "ap-guangzhou"
+    hunyuan3d_concurrency: int = 3
+    ci_bucket_url: str = "https://genq-ci-1250000000.cos.ap-guangzhou.myqcloud.com"
+    ci_concurrency: int = 10
+    # KIE (Sora 2 video)
+    kie_base_url: str = "https://api.kie.ai"
+    kie_api_key: Secret = Secret("")
+    kie_callback_url: str = ""  # public URL of POST /v1/callbacks/kie; unset: polling only
+    kie_webhook_hmac_key: Secret = Secret("")
+    kie_concurrency_sora_2: int = 10
+    kie_concurrency_sora_2_pro: int = 5
     vendor_timeout_s: float = 30.0
     max_download_bytes: int = 100 * 1024 * 1024
-    # jobs: prices, deadlines, polling
-    price_model_pose12: int = 1
-    deadline_model_pose12_s: int = 600
+    # input images the API fetches to check: public http(s) only, unless allow-listed (CIDRs, host:port)
+    fetch_allowlist: str = ""
+    fetch_timeout_s: float = 10.0
+    # jobs: prices (credits) and deadlines (seconds) by variant pattern, polling schedules
+    prices: str = (
+        "basic_clean=1,model_pose12=1,model_3d=5,"
+        "video/sora-2/720p/10=15,video/sora-2/720p/15=20,video/sora-2-pro/720p/10=45,video/sora-2-pro/720p/15=60,"
+        "video/sora-2-pro/1080p/10=100,video/sora-2-pro/1080p/15=130"
+    )
+    deadlines: str = "basic_clean=120,model_pose12=600,video/*/720p=300,video/*/1080p=900,model_3d=86400"
     poll_schedule_image: str = "0:2,30:5,120:10"
-    poll_max: int = 400
+    poll_schedule_video_720p: str = "0:3,60:5,180:8"
+    poll_schedule_video_1080p: str = "0:5,120:8,300:12"
+    poll_schedule_3d: str = "0:5,60:10,300:20"
+    poll_max: int = 2000
     audit_enabled: bool = False
     # scheduling
     slot_lease_ttl_s: int = 120
