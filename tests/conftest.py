@@ -26,11 +26,18 @@ from infra.db import api_keys, credit_ledger, job_events, jobs, make_engine, use
 from infra.embedded import EmbeddedRedis, EmbeddedS3, free_port
 from infra.migrate import upgrade
 from infra.resources import Resources
+from infra.serving import ServerThread
 from infra.settings import Secret, Settings
-from vendors.runninghub import RunningHubClient
+from tests.support import SAMPLES, SAMPLES_PORT
+from vendors.sim.common import asgi_app
+from vendors.sim.hunyuan3d import Hunyuan3DSim
+from vendors.sim.kie import KieSim
 from vendors.sim.runninghub import RunningHubSim
+from vendors.sim.samples import SampleImages
+from vendors.sim.tencent_ci import TencentCiSim
 from workers import broker as workers_broker
 from workers import runtime
+from workers.boot import vendor_clients
 
 
 @pytest.fixture(scope="session")
@@ -58,6 +65,14 @@ def s3_url(env_settings: Settings) -> Iterator[str]:
     server.stop()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def sample_images() -> Iterator[str]:
+    """The loopback stand-in for the web that serves input images (tests.support.SAMPLES)."""
+    server = ServerThread(asgi_app(SampleImages().handle), host="127.0.0.1", port=SAMPLES_PORT).start()
+    yield SAMPLES
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def base_settings(
     env_settings: Settings, redis_url: str, s3_url: str, tmp_path_factory: pytest.TempPathFactory
@@ -71,9 +86,21 @@ def base_settings(
         s3_bucket=f"genq-test-{uuid.uuid4().hex[:8]}",
         runninghub_base_url="http://runninghub.sim",
         runninghub_api_key=Secret("test-rh-key-" + uuid.uuid4().hex[:20]),
+        hunyuan3d_base_url="http://hunyuan3d.sim",
+        ci_bucket_url="http://genq-ci-1250000000.cos.sim",
+        tencent_secret_id="AKIDtest" + uuid.uuid4().hex[:24],
+        tencent_secret_key=Secret(uuid.uuid4().hex),
+        kie_base_url="http://kie.sim",
+        kie_api_key=Secret("kie-" + uuid.uuid4().hex),
+        kie_webhook_hmac_key=Secret("hmac-" + uuid.uuid4().hex),
+        kie_callback_url="http://testserver.local/v1/callbacks/kie",
+        fetch_allowlist=f"127.0.0.1:{SAMPLES_PORT}",
         retry_waits_s="0,0,0",
         requeue_delay_s=0.05,
         poll_schedule_image="0:0.05",
+        poll_schedule_video_720p="0:0.05",
+        poll_schedule_video_1080p="0:0.05",
+        poll_schedule_3d="0:0.05",
         reconcile_interval_s=0.2,
         log_format="json",
     )
@@ -126,24 +153,65 @@ def rh_sim(base_settings: Settings) -> RunningHubSim:
 
 
 @pytest.fixture
-def runtime_(resources: Resources, rh_sim: RunningHubSim) -> Iterator[runtime.Runtime]:
-    """The workers' runtime: real database, Redis and S3; RunningHub is its simulator in-process."""
-    settings = resources.settings
-    transport = httpx.MockTransport(rh_sim.handle)
-    vendor_http = httpx.Client(base_url=settings.runninghub_base_url, transport=transport)
+def hy_sim(base_settings: Settings) -> Hunyuan3DSim:
+    secret = base_settings.tencent_secret_key.reveal()
+    sim = Hunyuan3DSim(credentials={base_settings.tencent_secret_id: secret}, seed=7)
+    sim.configure(queued_s=0.05, running_s=0.2)
+    return sim
+
+
+@pytest.fixture
+def kie_callbacks() -> list[tuple[str, dict[str, str], bytes]]:
+    """What the KIE simulator delivered (url, headers, body); tests post them where they like."""
+    return []
+
+
+@pytest.fixture
+def kie_sim(base_settings: Settings, kie_callbacks: list[tuple[str, dict[str, str], bytes]]) -> KieSim:
+    sim = KieSim(
+        api_keys=[base_settings.kie_api_key.reveal()],
+        hmac_key=base_settings.kie_webhook_hmac_key.reveal(),
+        seed=7,
+        deliver=lambda url, headers, body: kie_callbacks.append((url, dict(headers), body)),
+    )
+    sim.configure(waiting_s=0.05, queuing_s=0.05, generating_s=0.2)
+    return sim
+
+
+@pytest.fixture
+def ci_sim(base_settings: Settings) -> TencentCiSim:
+    return TencentCiSim(credentials={base_settings.tencent_secret_id: base_settings.tencent_secret_key.reveal()})
+
+
+@pytest.fixture
+def sims(
+    base_settings: Settings, rh_sim: RunningHubSim, hy_sim: Hunyuan3DSim, kie_sim: KieSim, ci_sim: TencentCiSim
+) -> httpx.MockTransport:
+    """Every vendor simulator behind one transport, routed by host as the real hosts would be."""
+    by_host = {
+        httpx.URL(base_settings.runninghub_base_url).host: rh_sim.handle,
+        httpx.URL(base_settings.hunyuan3d_base_url).host: hy_sim.handle,
+        httpx.URL(base_settings.kie_base_url).host: kie_sim.handle,
+        httpx.URL(base_settings.ci_bucket_url).host: ci_sim.handle,
+    }
+    return httpx.MockTransport(lambda request: by_host[request.url.host](request))
+
+
+@pytest.fixture
+def runtime_(resources: Resources, sims: httpx.MockTransport) -> Iterator[runtime.Runtime]:
+    """The workers' runtime: real database, Redis and S3; every vendor is its simulator in-process."""
     rt = runtime.Runtime(
-        settings=settings,
+        settings=resources.settings,
         jobs=resources.jobs,
         accounts=resources.accounts,
         slots=resources.slots,
         storage=resources.storage,
-        vendors={"runninghub": RunningHubClient(vendor_http, api_key=settings.runninghub_api_key.reveal())},
-        downloads=httpx.Client(transport=transport),
-        policy=runtime.Policy.from_settings(settings),
+        vendors=vendor_clients(resources.settings, resources.jobs, transport=sims),
+        downloads=httpx.Client(transport=sims),
+        policy=runtime.Policy.from_settings(resources.settings),
         rng=random.Random(3),
     )
     yield runtime.install(rt)
-    vendor_http.close()
 
 
 @pytest.fixture

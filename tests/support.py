@@ -9,11 +9,17 @@ from typing import Any, TypeVar
 
 from domain.jobs import Job
 from infra.accounts import NewUser
+from infra.embedded import free_port
 from infra.resources import Resources
 
 T = TypeVar("T")
 
-POSE12_INPUT = {"image_url": "https://example.com/garment.png", "scene": "street", "category": "dress"}
+# Input images come from a loopback stand-in for the web (vendors/sim/samples.py), started for the
+# session by tests/conftest.py on this port and allow-listed in the settings.
+SAMPLES_PORT = free_port()
+SAMPLES = f"http://127.0.0.1:{SAMPLES_PORT}/samples"
+GARMENT = f"{SAMPLES}/garment.png"
+POSE12_INPUT = {"image_url": GARMENT, "scene": "street", "category": "dress"}
 
 
 def wait_for(probe: Callable[[], T | None], *, timeout_s: float = 20.0, what: str = "condition") -> T:

@@ -7,6 +7,8 @@ afresh here (they are short-lived) and never written down. A failed archive remo
 
 from __future__ import annotations
 
+import io
+
 import structlog
 
 from domain.jobs import Job, ResultFile
@@ -15,7 +17,7 @@ from infra import metrics
 from infra.fetch import FetchError, fetch
 from infra.jobstore import results_value
 from vendors.base import VendorError, VendorFile
-from workers import runtime
+from workers import kinds, runtime
 from workers.broker import actor
 from workers.lifecycle import claim, finish
 
@@ -48,10 +50,22 @@ def _copy(job: Job, index: int, file: VendorFile) -> ResultFile:
     rt = runtime.get()
     fetched = fetch(rt.downloads, file.url, max_bytes=rt.settings.max_download_bytes)
     with fetched.body:
-        content_type = fetched.content_type or file.content_type
-        if content_type.split("/")[0] != file.content_type.split("/")[0]:
-            raise FetchError("content_type", f"expected {file.content_type}, got {content_type}")
+        content_type = _content_type(fetched.content_type, file.content_type)
+        body, size = fetched.body, fetched.size
+        change = kinds.transform(job)
+        if change is not None:
+            data = change(fetched.body.read())
+            body, size = io.BytesIO(data), len(data)
         key = f"results/{job.user_id}/{job.id}/{index}.{file.ext}"
-        rt.storage.upload(key, fetched.body, content_type=content_type)
-    metrics.ARCHIVED_BYTES.labels(job.kind).inc(fetched.size)
-    return ResultFile(key, content_type, fetched.size)
+        rt.storage.upload(key, body, content_type=content_type)
+    metrics.ARCHIVED_BYTES.labels(job.kind).inc(size)
+    return ResultFile(key, content_type, size)
+
+
+def _content_type(served: str, declared: str) -> str:
+    """What the server says, unless it says nothing useful; a different kind of file is refused."""
+    if served in ("", "application/octet-stream", "binary/octet-stream"):
+        return declared
+    if served.split("/", maxsplit=1)[0] != declared.split("/", maxsplit=1)[0]:
+        raise FetchError("content_type", f"expected {declared}, got {served}")
+    return served

@@ -15,20 +15,63 @@ import httpx
 import structlog
 
 from infra import logging as genq_logging
+from infra.jobstore import JobStore
 from infra.lifetime import exit_with_parent
 from infra.resources import Resources, redis_url
 from infra.settings import Settings
 from vendors.base import GenerationVendor
+from vendors.hunyuan3d import Hunyuan3DClient
+from vendors.kie import KieClient
 from vendors.runninghub import RunningHubClient
+from vendors.tencent_ci import TencentCiClient
 from workers import broker, maintenance, runtime
 
 log = structlog.get_logger()
 
 
-def vendor_clients(settings: Settings) -> dict[str, GenerationVendor]:
+def vendor_clients(
+    settings: Settings, jobs: JobStore, *, transport: httpx.BaseTransport | None = None
+) -> dict[str, GenerationVendor]:
+    """One client per vendor; a vendor whose credentials are unset is left out (its jobs fail).
+
+    `transport` is for tests: the simulators in-process instead of the network.
+    """
     timeout = httpx.Timeout(settings.vendor_timeout_s, connect=5.0)
-    runninghub = httpx.Client(base_url=settings.runninghub_base_url, timeout=timeout)
-    return {"runninghub": RunningHubClient(runninghub, api_key=settings.runninghub_api_key.reveal())}
+
+    def http(base_url: str) -> httpx.Client:
+        return httpx.Client(base_url=base_url, timeout=timeout, transport=transport)
+
+    clients: dict[str, GenerationVendor] = {}
+    if settings.runninghub_api_key:
+        clients["runninghub"] = RunningHubClient(
+            http(settings.runninghub_base_url), api_key=settings.runninghub_api_key.reveal()
+        )
+    if settings.kie_api_key:
+        clients["kie"] = KieClient(
+            http(settings.kie_base_url),
+            api_key=settings.kie_api_key.reveal(),
+            callback_url=settings.kie_callback_url or None,
+        )
+    secret_id, secret_key = settings.tencent_secret_id, settings.tencent_secret_key.reveal()
+    if secret_id and secret_key:
+        clients["hunyuan3d"] = Hunyuan3DClient(
+            http(settings.hunyuan3d_base_url),
+            secret_id=secret_id,
+            secret_key=secret_key,
+            region=settings.hunyuan3d_region,
+        )
+        clients["tencent_ci"] = TencentCiClient(
+            bucket_url=settings.ci_bucket_url,
+            secret_id=secret_id,
+            secret_key=secret_key,
+            inputs=lambda job_id: _input_url(jobs, job_id),
+        )
+    return clients
+
+
+def _input_url(jobs: JobStore, job_id: str) -> str | None:
+    job = jobs.get(job_id)
+    return None if job is None else job.input.get("image_url")
 
 
 def build_runtime(resources: Resources) -> runtime.Runtime:
@@ -39,7 +82,7 @@ def build_runtime(resources: Resources) -> runtime.Runtime:
         accounts=resources.accounts,
         slots=resources.slots,
         storage=resources.storage,
-        vendors=vendor_clients(settings),
+        vendors=vendor_clients(settings, resources.jobs),
         downloads=httpx.Client(timeout=httpx.Timeout(settings.vendor_timeout_s, connect=5.0), follow_redirects=True),
         policy=runtime.Policy.from_settings(settings),
     )

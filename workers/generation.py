@@ -30,7 +30,7 @@ def submit_job(job_id: str) -> None:
     if rt.now() >= job.deadline_at:
         finish(job, S.QUEUED, S.TIMED_OUT, code="deadline_exceeded", message="no vendor slot before the deadline")
         return
-    if not rt.slots.acquire(job.slot, job.id, limit=rt.policy.limit(job.slot)):
+    if not rt.slots.acquire(job.slot, job.id, limit=rt.policy.limit_for(job)):
         _requeue(job, "slots_full")
         return
     if not rt.jobs.move(job_id, S.QUEUED, S.SUBMITTING, now=rt.now()):
@@ -41,9 +41,9 @@ def submit_job(job_id: str) -> None:
 
 def _submit(job: Job) -> None:
     rt = runtime.get()
-    vendor = rt.vendor(job)
-    request = kinds.request(job, rt.settings, rt.rng)
     try:
+        vendor = rt.vendor(job)
+        request = kinds.request(job, rt.settings, rt.rng)
         task_id = rt.retrying(vendor.name, "submit", lambda: vendor.submit(request, idempotency_key=job.id))
     except VendorBusy as exc:  # back-pressure, not failure
         rt.slots.release(job.slot, job.id)

@@ -1,22 +1,41 @@
-"""Per kind: the vendor request a job becomes when the generation actor submits it.
+"""Per kind: the vendor request a job becomes, and what archiving does to each fetched output.
 
-Server-side details (the prompt builder, the seed) stay here, never in the API's answers.
+Server-side details (the pose12 prompt builder, the seed) stay here, never in the API's answers.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from domain import pose12
 from domain.jobs import Job, JobKind
 from infra.settings import Settings
+from vendors.hunyuan3d import Hunyuan3DRequest, ViewImage
+from vendors.kie import VideoRequest
 from vendors.runninghub import AppRun, NodeValue
+from vendors.tencent_ci import MattingRequest, flatten_on_white
+
+Transform = Callable[[bytes], bytes]
 
 
 def request(job: Job, settings: Settings, rng: random.Random) -> object:
-    if job.kind is JobKind.MODEL_POSE12:
-        return _pose12(job, settings, rng)
+    match job.kind:
+        case JobKind.BASIC_CLEAN:
+            return MattingRequest(image_url=job.input["image_url"])
+        case JobKind.MODEL_POSE12:
+            return _pose12(job, settings, rng)
+        case JobKind.VIDEO:
+            return _video(job.input)
+        case JobKind.MODEL_3D:
+            return _model_3d(job.input)
     raise NotImplementedError(job.kind)
+
+
+def transform(job: Job) -> Transform | None:
+    """basic_clean's cut-out arrives transparent; the product goes on white here (VENDORS §6.2)."""
+    return flatten_on_white if job.kind is JobKind.BASIC_CLEAN else None
 
 
 def _pose12(job: Job, settings: Settings, rng: random.Random) -> AppRun:
@@ -29,6 +48,31 @@ def _pose12(job: Job, settings: Settings, rng: random.Random) -> AppRun:
     return AppRun(
         webapp_id=settings.runninghub_webapp_id,
         nodes=tuple(NodeValue(*_node(spec), value) for spec, value in values.items()),
+    )
+
+
+def _video(data: Mapping[str, Any]) -> VideoRequest:
+    return VideoRequest(
+        model=data["model"],
+        resolution=data["resolution"],
+        duration=int(data["duration"]),
+        prompt=data["prompt"],
+        image_url=data.get("image_url"),
+    )
+
+
+def _model_3d(data: Mapping[str, Any]) -> Hunyuan3DRequest:
+    views = tuple(
+        ViewImage(view_type=v["view_type"], url=v.get("image_url"), base64=v.get("image_base64"))
+        for v in data.get("views") or ()
+    )
+    return Hunyuan3DRequest(
+        version=data["version"],
+        prompt=data.get("prompt"),
+        image_url=data.get("image_url"),
+        image_base64=data.get("image_base64"),
+        low_poly=bool(data.get("low_poly")),
+        views=views,
     )
 
 

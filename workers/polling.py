@@ -25,7 +25,7 @@ def poll_job(job_id: str) -> None:
     if job is None or job.vendor_task_id is None:
         return
     rt = runtime.get()
-    if rt.now() >= job.deadline_at or job.polls >= rt.policy.poll_schedules[job.kind].max_polls:
+    if rt.now() >= job.deadline_at or job.polls >= rt.policy.schedule_for(job).max_polls:
         _time_out(job)
         return
     rt.slots.renew(job.slot, job.id)

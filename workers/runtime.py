@@ -15,7 +15,7 @@ from typing import TypeVar
 import httpx
 import tenacity
 
-from domain.jobs import Job, JobKind
+from domain.jobs import Job
 from domain.polling import PollSchedule
 from infra import catalog, metrics
 from infra.accounts import Accounts
@@ -23,38 +23,39 @@ from infra.jobstore import JobStore
 from infra.settings import Settings
 from infra.slots import Slots
 from infra.storage import Storage
-from vendors.base import GenerationVendor, VendorError, VendorUnavailable
+from vendors.base import GenerationVendor, VendorError, VendorRejected, VendorUnavailable
 
 T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class Policy:
-    retry_waits_s: tuple[float, ...]
-    requeue_delay_s: float
-    poll_schedules: Mapping[JobKind, PollSchedule]
-    limits: Mapping[str, int]  # slot name -> concurrency limit
+    """Scheduling numbers, read from settings: retry waits, back-pressure delay, limits, polling."""
+
+    settings: Settings
+
+    @property
+    def retry_waits_s(self) -> tuple[float, ...]:
+        return self.settings.retry_waits
 
     def requeue_ms(self, retry_after_ms: int | None = None) -> int:
         """Back-pressure delay, jittered so requeued jobs do not all return at the same instant."""
-        base = max(self.requeue_delay_s * 1000, retry_after_ms or 0)
+        base = max(self.settings.requeue_delay_s * 1000, retry_after_ms or 0)
         return int(base * random.uniform(0.8, 1.2))
+
+    def limit_for(self, job: Job) -> int:
+        return catalog.job_limit(self.settings, job.kind, job.input)
+
+    def schedule_for(self, job: Job) -> PollSchedule:
+        return catalog.poll_schedule(self.settings, job.kind, job.input)
 
     def poll_delay_ms(self, job: Job, now: datetime) -> int:
         since = job.processing_at or job.created_at
-        return int(self.poll_schedules[job.kind].interval((now - since).total_seconds()) * 1000)
-
-    def limit(self, slot: str) -> int:
-        return self.limits.get(slot, 1)
+        return int(self.schedule_for(job).interval((now - since).total_seconds()) * 1000)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:
-        return cls(
-            retry_waits_s=settings.retry_waits,
-            requeue_delay_s=settings.requeue_delay_s,
-            poll_schedules=catalog.poll_schedules(settings),
-            limits=catalog.slot_limits(settings),
-        )
+        return cls(settings)
 
 
 @dataclass
@@ -74,7 +75,10 @@ class Runtime:
         return self.clock()
 
     def vendor(self, job: Job) -> GenerationVendor:
-        return self.vendors[job.vendor]
+        try:
+            return self.vendors[job.vendor]
+        except KeyError:
+            raise VendorRejected(job.vendor, "vendor_not_configured", "set the vendor's credentials") from None
 
     def retrying(self, vendor: str, endpoint: str, call: Callable[[], T]) -> T:
         """Run a vendor call, retrying transient failures after each of `retry_waits_s`.

@@ -22,7 +22,7 @@ from infra.resources import Resources
 from tests.support import auth, make_user, pose12_body, terminal_job, wait_for
 from vendors.sim.runninghub import RunningHubSim
 from workers import maintenance
-from workers.runtime import Runtime
+from workers.runtime import Policy, Runtime
 
 Client = TestClient[Litestar]
 
@@ -114,7 +114,7 @@ def test_every_failed_job_is_refunded_exactly_once(
 def test_vendor_never_sees_more_than_the_model_limit(
     api: Client, resources: Resources, worker: dramatiq.Worker, rh_sim: RunningHubSim, runtime_: Runtime
 ) -> None:
-    runtime_.policy = runtime_.policy.__class__(**{**runtime_.policy.__dict__, "limits": {"runninghub:pose12": 2}})
+    runtime_.policy = Policy.from_settings(runtime_.settings.with_(runninghub_concurrency=2))
     user = make_user(resources, credits=10)
 
     ids = submit(api, auth(user), n=10)
