@@ -8,7 +8,6 @@ would. Ctrl-C or SIGTERM stops all of it; a child that dies stops the rest too.
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -20,32 +19,33 @@ from pathlib import Path
 
 import httpx
 
+from genq import simulators
 from infra.db import make_engine
 from infra.embedded import EmbeddedRedis, EmbeddedS3
 from infra.migrate import upgrade
 from infra.resources import Resources
-from infra.serving import ServerThread
-from infra.settings import Secret, Settings, child_env
-from vendors.sim.common import asgi_app
-from vendors.sim.runninghub import RunningHubSim
+from infra.settings import Settings, child_env
 from workers.broker import QUEUES
 
 POOLS = QUEUES  # one process per queue, as in the Procfile
 
 
-def start_simulators(settings: Settings, host: str) -> list[ServerThread]:
-    sim = RunningHubSim(api_keys=[settings.runninghub_api_key.reveal()])
-    return [ServerThread(asgi_app(sim.handle), host=host, port=settings.sim_runninghub_port).start()]
-
-
 def serve_simulators(settings: Settings, *, host: str) -> None:
-    """`genq sim`: the simulators alone, until Ctrl-C or SIGTERM."""
-    servers = start_simulators(settings, host)
-    for server in servers:
-        print(f"sim: {server.url}", flush=True)
+    """`genq sim`: the simulators alone, until Ctrl-C or SIGTERM.
+
+    The settings that point genq at them (with any credentials made up here) go to
+    `var/sim.env`, readable by the owner only, never to the terminal.
+    """
+    sims = simulators.start(settings, host)
+    env_file = settings.var_dir / "sim.env"
+    env_file.parent.mkdir(parents=True, exist_ok=True)
+    env_file.touch(mode=0o600)
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in sims.env.items()))
+    for name, url in sims.urls().items():
+        print(f"sim-{name}: {url}", flush=True)
+    print(f"settings for genq: {env_file} (source it before genq api / genq worker)", flush=True)
     _wait_for_signal(threading.Event())
-    for server in servers:
-        server.stop()
+    sims.stop()
 
 
 def run(settings: Settings) -> int:
@@ -53,21 +53,25 @@ def run(settings: Settings) -> int:
     _stop_on_signals(stop)
     cleanups: list[Callable[[], None]] = []
     try:
-        overrides = _start_services(settings, cleanups)
+        shown: dict[str, str] = {}
+        overrides = _start_services(settings, cleanups, shown)
         settings = Settings.from_env(child_env(overrides))
         _prepare_state(settings)
         children = _start_children(child_env(overrides))
         cleanups.append(lambda: _stop_children(children))
         _wait_ready(settings, children)
-        _announce(settings, overrides)
+        _announce(settings, overrides, shown)
         return _supervise(children, stop)
     finally:
         for cleanup in reversed(cleanups):
             cleanup()
 
 
-def _start_services(settings: Settings, cleanups: list[Callable[[], None]]) -> dict[str, str]:
-    """Start each embedded stand-in whose setting is unset; the environment the children get."""
+def _start_services(settings: Settings, cleanups: list[Callable[[], None]], shown: dict[str, str]) -> dict[str, str]:
+    """Start each embedded stand-in whose setting is unset; the environment the children get.
+
+    What a user would want to open goes into `shown` (name -> URL), for the start-up banner.
+    """
     overrides: dict[str, str] = {}
     if not settings.redis_url:
         redis = EmbeddedRedis(settings.embedded_redis_port, workdir=settings.var_dir / "redis").start()
@@ -78,11 +82,11 @@ def _start_services(settings: Settings, cleanups: list[Callable[[], None]]) -> d
         cleanups.append(s3.stop)
         overrides["S3_ENDPOINT_URL"] = s3.url
     if not settings.run_real_vendors:
-        key = settings.runninghub_api_key.reveal() or secrets.token_hex(16)
-        overrides["RUNNINGHUB_API_KEY"] = key
-        sims = start_simulators(settings.with_(runninghub_api_key=Secret(key)), "127.0.0.1")
-        cleanups.extend(server.stop for server in sims)
-        overrides["RUNNINGHUB_BASE_URL"] = sims[0].url
+        sims = simulators.start(settings)
+        cleanups.append(sims.stop)
+        overrides |= sims.env
+        shown |= {f"sim-{name}": url for name, url in sims.urls().items()}
+        shown["sample image"] = f"{sims.urls()['samples']}/samples/garment.png"
     metrics_dir = settings.var_dir / "metrics"
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
@@ -123,11 +127,10 @@ def _wait_ready(settings: Settings, children: dict[str, subprocess.Popen[bytes]]
     raise SystemExit(f"the API did not become ready at {url}")
 
 
-def _announce(settings: Settings, overrides: dict[str, str]) -> None:
+def _announce(settings: Settings, overrides: dict[str, str], shown: dict[str, str]) -> None:
     api = f"http://{settings.api_host}:{settings.api_port}"
     lines = [f"api: {api}", f"docs: {api}/schema", f"metrics: {api}/metrics"]
-    if "RUNNINGHUB_BASE_URL" in overrides:
-        lines.append(f"sim: {overrides['RUNNINGHUB_BASE_URL']}")
+    lines += [f"{name}: {url}" for name, url in shown.items()]
     lines += [f"redis: {overrides.get('REDIS_URL', 'REDIS_URL')}", f"s3: {overrides.get('S3_ENDPOINT_URL', 'S3')}"]
     lines.append(f"database: {make_engine(settings).url.render_as_string(hide_password=True)}")
     lines.append("pools: " + " ".join(POOLS))

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -25,7 +26,8 @@ from PIL import Image
 from infra.embedded import free_port
 from infra.settings import Settings
 
-SERVICE_VARS = ("DATABASE_URL", "REDIS_URL", "S3_ENDPOINT_URL", "RUNNINGHUB_BASE_URL", "RUNNINGHUB_API_KEY")
+SERVICE_VARS = ("DATABASE_URL", "REDIS_URL", "S3_ENDPOINT_URL")
+VENDOR_PREFIXES = ("RUNNINGHUB_", "KIE_", "TENCENT_", "HUNYUAN3D_", "CI_", "FETCH_ALLOWLIST")
 MODES = ["embedded"] + (["external"] if Settings.from_env().database_url and Settings.from_env().redis_url else [])
 
 
@@ -55,12 +57,16 @@ class Stack:
 
 @pytest.fixture(params=MODES)
 def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
-    env = {k: v for k, v in os.environ.items() if request.param == "external" or k not in SERVICE_VARS}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if (request.param == "external" or k not in SERVICE_VARS) and not k.startswith(VENDOR_PREFIXES)
+    }
     var_dir = tmp_path / "var"
     env |= {
         "VAR_DIR": str(var_dir),
         "API_PORT": str(free_port()),
-        "SIM_RUNNINGHUB_PORT": str(free_port()),
+        **{f"SIM_{name}_PORT": str(free_port()) for name in ("RUNNINGHUB", "HUNYUAN3D", "KIE", "CI", "SAMPLES")},
         "EMBEDDED_REDIS_PORT": str(free_port()),
         "EMBEDDED_S3_PORT": str(free_port()),
         "POLL_SCHEDULE_IMAGE": "0:0.3",
@@ -106,30 +112,45 @@ def _ours_alive(var_dir: Path) -> list[int]:
     return alive
 
 
-def test_make_run_serves_a_job_end_to_end_and_stops_cleanly(stack: Stack) -> None:
-    assert set(stack.lines) >= {"api", "docs", "sim", "metrics"}
-    httpx.post(f"{stack.lines['sim']}/__sim/config", json={"queued_s": 0.2, "running_s": 0.5}).raise_for_status()
-    user = json.loads(stack.genq("users", "create", "--phone", f"139{uuid.uuid4().int % 10**8:08d}", "--credits", "2"))
+def test_make_run_serves_every_kind_end_to_end_and_stops_cleanly(stack: Stack) -> None:
+    assert set(stack.lines) >= {"api", "docs", "metrics", "sim-runninghub", "sim-kie", "sample image"}
+    fast = {
+        "sim-runninghub": {"queued_s": 0.2, "running_s": 0.5},
+        "sim-hunyuan3d": {"queued_s": 0.2, "running_s": 0.5},
+        "sim-kie": {"waiting_s": 0.1, "queuing_s": 0.1, "generating_s": 0.5},
+    }
+    for sim, knobs in fast.items():
+        httpx.post(f"{stack.lines[sim]}/__sim/config", json=knobs).raise_for_status()
+    user = json.loads(stack.genq("users", "create", "--phone", f"139{uuid.uuid4().int % 10**8:08d}", "--credits", "30"))
     headers = {"Authorization": f"Bearer {user['api_key']}"}
-    body = {
-        "kind": "model_pose12",
-        "input": {"image_url": "https://example.com/g.png", "scene": "studio", "category": "coat"},
+    garment = stack.lines["sample image"]
+    bodies = {
+        "model_pose12": {"image_url": garment, "scene": "studio", "category": "coat"},
+        "basic_clean": {"image_url": garment},
+        "video": {"model": "sora-2", "resolution": "720p", "duration": 10, "prompt": "a red coat in the wind"},
+        "model_3d": {"version": "3.1", "prompt": "a wooden chair"},
     }
 
-    job = httpx.post(f"{stack.api}/v1/jobs", json=body, headers=headers).json()
-    deadline = time.monotonic() + 60
-    while job["status"] not in ("succeeded", "failed", "timed_out") and time.monotonic() < deadline:
-        time.sleep(0.3)
-        job = httpx.get(f"{stack.api}/v1/jobs/{job['id']}", headers=headers).json()
+    jobs = {
+        kind: httpx.post(f"{stack.api}/v1/jobs", json={"kind": kind, "input": body}, headers=headers).json()
+        for kind, body in bodies.items()
+    }
+    finished = {kind: _wait(stack, headers, job["id"]) for kind, job in jobs.items()}
 
-    assert job["status"] == "succeeded", job
-    assert len(job["results"]) == 12
-    for result in job["results"]:
+    assert {kind: job["status"] for kind, job in finished.items()} == dict.fromkeys(bodies, "succeeded"), finished
+    assert {kind: len(job["results"]) for kind, job in finished.items()} == {
+        "model_pose12": 12,
+        "basic_clean": 1,
+        "video": 1,
+        "model_3d": 3,
+    }
+    for result in finished["model_pose12"]["results"] + finished["basic_clean"]["results"]:
         Image.open(io.BytesIO(httpx.get(result["url"]).raise_for_status().content)).verify()
+    assert httpx.get(finished["video"]["results"][0]["url"]).content[4:8] == b"ftyp"
     assert httpx.get(stack.lines["docs"] + "/openapi.json").status_code == 200
     metrics = httpx.get(stack.lines["metrics"]).text
     assert 'genq_jobs_finished_total{kind="model_pose12",status="succeeded"} 1.0' in metrics
-    assert 'genq_jobs_submitted_total{kind="model_pose12"} 1.0' in metrics
+    assert 'genq_jobs_submitted_total{kind="video"} 1.0' in metrics
 
     stack.proc.send_signal(signal.SIGINT)  # Ctrl-C
     assert stack.proc.wait(timeout=60) == 0
@@ -137,3 +158,12 @@ def test_make_run_serves_a_job_end_to_end_and_stops_cleanly(stack: Stack) -> Non
     assert _ours_alive(stack.var_dir) == []
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{stack.api}/healthz", timeout=2)
+
+
+def _wait(stack: Stack, headers: dict[str, str], job_id: str, timeout_s: float = 90) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        job: dict[str, Any] = httpx.get(f"{stack.api}/v1/jobs/{job_id}", headers=headers).json()
+        if job["status"] in ("succeeded", "failed", "timed_out") or time.monotonic() > deadline:
+            return job
+        time.sleep(0.3)
