@@ -1,0 +1,123 @@
+"""One contract for every content-moderation platform (SPEC §5, seed 002: unified async).
+
+Platforms differ: some answer in the call (WeChat `msgSecCheck` for text, every Douyin check),
+some push the verdict later (WeChat `mediaCheckAsync` for images). An adapter hides that:
+
+- `submit()` never waits for a later answer. It returns a `Submission`: the platform's task id,
+  and the verdict too when the platform happened to give it in the call. genq delivers an in-call
+  verdict through the very path a pushed one takes, so the rest of genq sees one kind of event.
+- `parse_push()` verifies a push (the platform's signature scheme) and turns it into
+  `(platform_task_id, Verdict)` events; a forged push raises `PushRejected`.
+- `query()` pulls a verdict where the platform offers a query; `None` means "nothing yet, or no
+  query API": genq's fallback then submits the item again.
+
+Adding a platform means adding an adapter (and its simulator), nothing else. Errors follow
+`vendors.base`: `VendorUnavailable` (busy, network: try later), `VendorRejected` (bad request,
+config). Access tokens live in a `TokenCache` shared by every process (genq keeps them in Redis).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+
+class ItemKind(StrEnum):
+    TEXT = "text"
+    IMAGE = "image"
+
+
+@dataclass(frozen=True)
+class CheckItem:
+    kind: ItemKind
+    content: str  # the text itself, or a public http(s) URL of the image
+
+
+class Decision(StrEnum):
+    PASS = "pass"  # noqa: S105 - a verdict, not a password
+    REJECT = "reject"
+    REVIEW = "review"  # the platform is unsure: genq's AUDIT_LOW_CONFIDENCE_POLICY decides
+
+
+@dataclass(frozen=True)
+class Verdict:
+    decision: Decision
+    confidence: float  # 0..1: how sure the platform is of `decision`
+    labels: tuple[str, ...] = ()  # platform labels that fired, e.g. ("20002",) or ("porn",)
+    raw: Mapping[str, object] = field(default_factory=dict)  # the platform's answer, for the audit row
+
+
+@dataclass(frozen=True)
+class Submission:
+    platform_task_id: str
+    verdict: Verdict | None = None  # set when the platform answered in the call
+
+
+class PushRejected(Exception):
+    """A push that must not be trusted; `reason` is stable (bad_signature, stale, malformed, ...)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"moderation push rejected: {reason}")
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class PushRequest:
+    """An incoming push as the HTTP layer saw it."""
+
+    method: str
+    query: Mapping[str, str]
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class PushAnswer:
+    """What to answer the platform (it expects exact bodies, e.g. WeChat's `success`)."""
+
+    status: int
+    body: str
+    content_type: str = "text/plain"
+
+
+class TokenCache(Protocol):
+    """Where platform access tokens are shared between processes, with their lifetime."""
+
+    def get(self, key: str) -> str | None: ...
+
+    def set(self, key: str, token: str, ttl_s: float) -> None: ...
+
+    def delete(self, key: str) -> None: ...
+
+
+class ModerationPlatform(Protocol):
+    name: str
+
+    def submit(self, item: CheckItem, *, reference: str) -> Submission:
+        """Start a check; `reference` is genq's audit id (for logs; platforms may ignore it)."""
+        ...
+
+    def query(self, platform_task_id: str) -> Verdict | None: ...
+
+    def parse_push(self, push: PushRequest) -> tuple[list[tuple[str, Verdict]], PushAnswer]:
+        """Verify and read a push: its events, and what to answer. URL-verification handshakes
+        (WeChat's GET with echostr) come back as no events and the answer the platform wants."""
+        ...
+
+
+class MemoryTokenCache:
+    """A process-local TokenCache, for tests and single-process use."""
+
+    def __init__(self) -> None:
+        self._tokens: dict[str, str] = {}
+
+    def get(self, key: str) -> str | None:
+        return self._tokens.get(key)
+
+    def set(self, key: str, token: str, ttl_s: float) -> None:
+        self._tokens[key] = token
+
+    def delete(self, key: str) -> None:
+        self._tokens.pop(key, None)
