@@ -92,6 +92,7 @@ class Job:
     polls: int = 0
     processing_at: datetime | None = None
     finished_at: datetime | None = None
+    moderation_platform: str | None = None
 
     @property
     def slot(self) -> str:

@@ -26,6 +26,12 @@ KEY_PREFIX = "gq_"
 
 
 @dataclass(frozen=True)
+class KeyOwner:
+    user_id: str
+    moderation_platform: str | None
+
+
+@dataclass(frozen=True)
 class NewUser:
     user_id: str
     api_key: str  # shown once, never stored
@@ -43,10 +49,16 @@ class Accounts:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def create_user(self, phone: str, credits_: int, *, now: datetime) -> NewUser:
+    def create_user(
+        self, phone: str, credits_: int, *, now: datetime, moderation_platform: str | None = None
+    ) -> NewUser:
         user_id, api_key = new_id(), KEY_PREFIX + secrets.token_urlsafe(32)
         with self._engine.begin() as conn:
-            conn.execute(insert(users).values(id=user_id, phone=phone, balance=0, created_at=now))
+            conn.execute(
+                insert(users).values(
+                    id=user_id, phone=phone, balance=0, created_at=now, moderation_platform=moderation_platform
+                )
+            )
             conn.execute(
                 insert(api_keys).values(
                     id=new_id(), user_id=user_id, key_hash=hash_key(api_key), last4=api_key[-4:], created_at=now
@@ -57,11 +69,25 @@ class Accounts:
         return NewUser(user_id, api_key)
 
     def user_for_key(self, api_key: str) -> str | None:
-        query = select(api_keys.c.user_id).where(
-            api_keys.c.key_hash == hash_key(api_key), api_keys.c.revoked_at.is_(None)
+        owner = self.key_owner(api_key)
+        return owner.user_id if owner else None
+
+    def key_owner(self, api_key: str) -> KeyOwner | None:
+        """Who holds this key, and the moderation platform it names (the key's, else the user's)."""
+        query = (
+            select(
+                api_keys.c.user_id, api_keys.c.moderation_platform, users.c.moderation_platform.label("user_platform")
+            )
+            .join(users, users.c.id == api_keys.c.user_id)
+            .where(api_keys.c.key_hash == hash_key(api_key), api_keys.c.revoked_at.is_(None))
         )
         with self._engine.connect() as conn:
-            return conn.execute(query).scalar_one_or_none()
+            row = conn.execute(query).one_or_none()
+        return None if row is None else KeyOwner(row.user_id, row.moderation_platform or row.user_platform)
+
+    def set_moderation_platform(self, user_id: str, platform: str | None) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(update(users).where(users.c.id == user_id).values(moderation_platform=platform))
 
     def balance(self, user_id: str) -> int:
         with self._engine.connect() as conn:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     Engine,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -32,6 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from domain.jobs import JobStatus
 from infra.settings import Settings
 
 
@@ -74,6 +76,7 @@ users = Table(
     Column("phone", String(32), nullable=False, unique=True),
     Column("balance", BigInteger, nullable=False, default=0),
     Column("created_at", UTCDateTime, nullable=False),
+    Column("moderation_platform", String(16), nullable=True),  # overrides MODERATION_PLATFORM
     CheckConstraint("balance >= 0", name="balance_not_negative"),
 )
 
@@ -86,6 +89,7 @@ api_keys = Table(
     Column("last4", String(4), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime, nullable=True),
+    Column("moderation_platform", String(16), nullable=True),  # overrides the user's
 )
 
 jobs = Table(
@@ -111,7 +115,9 @@ jobs = Table(
     Column("updated_at", UTCDateTime, nullable=False),  # last progress: state move or heartbeat
     Column("processing_at", UTCDateTime, nullable=True),
     Column("finished_at", UTCDateTime, nullable=True),
+    Column("moderation_platform", String(16), nullable=True),  # chosen at submit when audits are on
     UniqueConstraint("user_id", "idempotency_key"),
+    CheckConstraint(f"status IN ({', '.join(repr(s.value) for s in JobStatus)})", name="status_known"),
     Index("ix_jobs_user_created", "user_id", "created_at", "id"),
     Index("ix_jobs_status_updated", "status", "updated_at"),
 )
@@ -125,6 +131,28 @@ job_events = Table(
     Column("to_status", String(32), nullable=False),
     Column("at", UTCDateTime, nullable=False),
     Column("detail", JSON, nullable=True),
+)
+
+moderation_audits = Table(
+    "moderation_audits",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("job_id", String(32), ForeignKey("jobs.id"), nullable=False, index=True),
+    Column("item_no", Integer, nullable=False),  # which of the job's inputs (prompt, image, views)
+    Column("attempt", Integer, nullable=False),  # 0, then one more per re-submission (pull fallback)
+    Column("item_kind", String(8), nullable=False),  # text | image
+    Column("platform", String(16), nullable=False),
+    Column("platform_task_id", String(128), nullable=True),
+    Column("status", String(16), nullable=False),  # pending | submitted | decided
+    Column("decision", String(16), nullable=True),  # pass | reject | review
+    Column("confidence", Float, nullable=True),
+    Column("labels", JSON, nullable=True),
+    Column("raw", JSON, nullable=True),  # the platform's answer, as it came
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("decided_at", UTCDateTime, nullable=True),
+    UniqueConstraint("job_id", "item_no", "attempt"),
+    Index("ix_moderation_audits_platform_task", "platform", "platform_task_id"),
 )
 
 credit_ledger = Table(

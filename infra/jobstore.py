@@ -37,6 +37,7 @@ class NewJob:
     deadline_at: datetime
     idempotency_key: str | None = None
     request_hash: str | None = None
+    moderation_platform: str | None = None
 
 
 class JobStore:
@@ -238,6 +239,7 @@ def _row(new: NewJob, now: datetime) -> dict[str, Any]:
         "model": new.model,
         "idempotency_key": new.idempotency_key,
         "request_hash": new.request_hash,
+        "moderation_platform": new.moderation_platform,
         "deadline_at": new.deadline_at,
         "created_at": now,
         "updated_at": now,
@@ -265,4 +267,5 @@ def _job(row: RowMapping) -> Job:
         polls=row["polls"],
         processing_at=row["processing_at"],
         finished_at=row["finished_at"],
+        moderation_platform=row["moderation_platform"],
     )

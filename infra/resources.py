@@ -9,6 +9,7 @@ import redis
 from sqlalchemy import Engine, text
 
 from infra.accounts import Accounts
+from infra.audits import AuditStore
 from infra.db import make_engine
 from infra.images import Allowlist, ImageInspector
 from infra.jobstore import JobStore
@@ -37,6 +38,7 @@ class Resources:
     slots: Slots
     storage: Storage
     images: ImageInspector
+    audits: AuditStore
 
     @classmethod
     def open(cls, settings: Settings) -> Resources:
@@ -50,6 +52,7 @@ class Resources:
             accounts=Accounts(engine),
             slots=Slots(client, ttl_s=settings.slot_lease_ttl_s),
             storage=Storage(make_s3_client(settings, s3_endpoint(settings)), settings.s3_bucket),
+            audits=AuditStore(engine),
             images=ImageInspector(
                 httpx.Client(timeout=settings.fetch_timeout_s), Allowlist.parse(settings.fetch_allowlist)
             ),
