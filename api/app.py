@@ -10,12 +10,14 @@ from litestar.openapi import OpenAPIConfig
 
 from api import errors, ops
 from api.auth import current_user
-from api.callbacks import kie_callback
+from api.callbacks import ModerationPlatforms, kie_callback, moderation_callback
 from api.jobs import JobsController
 from api.pricing import pricing
 from domain.pricing import PriceList
 from infra.catalog import price_list
 from infra.resources import Resources
+from infra.tokens import RedisTokenCache
+from workers.boot import moderation_platforms
 
 # A 6 MB image as base64 is 8 MB; room for a few of them (3D views) plus the JSON around them.
 MAX_BODY_BYTES = 24 * 1024 * 1024
@@ -30,11 +32,17 @@ def create_app(resources: Resources) -> Litestar:
     def provide_prices() -> PriceList:
         return prices
 
+    platforms = ModerationPlatforms(moderation_platforms(resources.settings, RedisTokenCache(resources.redis)))
+
+    def provide_moderation_platforms() -> ModerationPlatforms:
+        return platforms
+
     return Litestar(
         route_handlers=[
             JobsController,
             pricing,
             kie_callback,
+            moderation_callback,
             ops.healthz,
             ops.readyz,
             ops.metrics_endpoint,
@@ -42,6 +50,7 @@ def create_app(resources: Resources) -> Litestar:
         dependencies={
             "resources": Provide(provide_resources, sync_to_thread=False),
             "prices": Provide(provide_prices, sync_to_thread=False),
+            "moderation_platforms": Provide(provide_moderation_platforms, sync_to_thread=False),
             "user": Provide(current_user, sync_to_thread=True),
         },
         exception_handlers=errors.HANDLERS,

@@ -16,14 +16,15 @@ from infra.resources import Resources
 @dataclass(frozen=True)
 class CurrentUser:
     id: str
+    moderation_platform: str | None = None  # the key's or the user's choice, if any
 
 
 def current_user(request: Request[Any, Any, Any], resources: NamedDependency[Resources]) -> CurrentUser:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise NotAuthorizedException("send `Authorization: Bearer <api key>`")
-    user_id = resources.accounts.user_for_key(token.strip())
-    if user_id is None:
+    owner = resources.accounts.key_owner(token.strip())
+    if owner is None:
         raise NotAuthorizedException("unknown or revoked API key")
-    structlog.contextvars.bind_contextvars(user_id=user_id)
-    return CurrentUser(user_id)
+    structlog.contextvars.bind_contextvars(user_id=owner.user_id)
+    return CurrentUser(owner.user_id, owner.moderation_platform)

@@ -8,19 +8,34 @@ that finds nothing left to do.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
-from litestar import Request, post
+from litestar import Request, Response, post, route
 from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException
+from litestar.params import FromPath
 
+from domain.errors import NotFound
 from infra.resources import Resources
 from vendors.kie import CallbackRejected, verify_callback
-from workers import polling
+from vendors.moderation import ModerationPlatform, PushRejected, PushRequest
+from workers import moderation, polling
 from workers.lifecycle import dispatch
+from workers.moderation import verdict_payload
 
 log = structlog.get_logger()
+
+
+class ModerationPlatforms:
+    """The configured moderation adapters by name (a plain class: Litestar checks dependency types)."""
+
+    def __init__(self, platforms: Mapping[str, ModerationPlatform]) -> None:
+        self._platforms = dict(platforms)
+
+    def get(self, name: str) -> ModerationPlatform | None:
+        return self._platforms.get(name)
 
 
 @post("/v1/callbacks/kie", status_code=200, tags=["callbacks"])
@@ -41,3 +56,27 @@ async def kie_callback(request: Request[Any, Any, Any], resources: NamedDependen
     log.info("callback_received", vendor="kie", job_id=job.id, status=job.status)
     dispatch(polling.poll_job, job.id)
     return {"received": True}
+
+
+@route("/v1/callbacks/moderation/{platform:str}", http_method=["GET", "POST"], tags=["callbacks"])
+async def moderation_callback(
+    request: Request[Any, Any, Any],
+    platform: FromPath[str],
+    moderation_platforms: NamedDependency[ModerationPlatforms],
+) -> Response[str]:
+    """A platform's verdict push (or its URL-verification handshake), verified by its own scheme.
+
+    Each verdict becomes the same event an in-call answer does; a repeated push decides nothing twice.
+    """
+    adapter = moderation_platforms.get(platform)
+    if adapter is None:
+        raise NotFound(f"no moderation platform {platform} is configured", platform=platform)
+    push = PushRequest(request.method, dict(request.query_params), dict(request.headers), await request.body())
+    try:
+        events, answer = adapter.parse_push(push)
+    except PushRejected as exc:
+        log.warning("moderation_push_rejected", platform=platform, reason=exc.reason)
+        raise NotAuthorizedException(f"push rejected: {exc.reason}") from None
+    for platform_task_id, verdict in events:
+        dispatch(moderation.record_verdict, platform, platform_task_id, verdict_payload(verdict))
+    return Response(answer.body, status_code=answer.status, media_type=answer.content_type)

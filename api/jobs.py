@@ -132,6 +132,9 @@ class JobsController(Controller):
                 deadline_at=now + timedelta(seconds=terms.deadline_s),
                 idempotency_key=idempotency_key,
                 request_hash=request_hash(data.kind, checked),
+                moderation_platform=(user.moderation_platform or resources.settings.moderation_platform)
+                if audit
+                else None,
             ),
             now=now,
         )
@@ -147,6 +150,9 @@ class JobsController(Controller):
         job = resources.jobs.get_for_user(user.id, job_id)
         if job is None:
             raise NotFound(f"no job {job_id}", job_id=job_id)
+        pull_after = timedelta(seconds=resources.settings.audit_pull_after_s)
+        if job.status is JobStatus.PENDING_AUDIT and datetime.now(UTC) - job.updated_at >= pull_after:
+            dispatch(moderation.check_job, job.id)  # no verdict yet: ask again (the answer stays ours)
         return JobOut.of(job, resources)
 
     @get("/", sync_to_thread=True)

@@ -79,6 +79,8 @@ class Settings:
     sim_kie_port: int = 8102
     sim_ci_port: int = 8103
     sim_samples_port: int = 8104
+    sim_wechat_port: int = 8105
+    sim_douyin_port: int = 8106
     # `genq run` points every vendor at its simulator unless this is set
     run_real_vendors: bool = False
     # RunningHub (model_pose12)
@@ -121,7 +123,20 @@ class Settings:
     poll_schedule_video_1080p: str = "0:5,120:8,300:12"
     poll_schedule_3d: str = "0:5,60:10,300:20"
     poll_max: int = 2000
+    # moderation (SPEC §5): every prompt and image checked before generation when enabled
     audit_enabled: bool = False
+    moderation_platform: str = "wechat"  # default; a user or an API key may name another
+    audit_threshold: float = 0.8  # verdicts less sure than this follow the policy below
+    audit_low_confidence: str = "reject"  # reject | pass
+    audit_pull_after_s: float = 120.0  # no verdict by then: query the platform, or submit again
+    wechat_base_url: str = "https://api.weixin.qq.com"
+    wechat_appid: str = ""
+    wechat_secret: Secret = Secret("")
+    wechat_openid: str = ""  # msgSecCheck v2 needs the openid of a user of the mini-program
+    wechat_push_token: Secret = Secret("")  # the message-push Token that signs verdict pushes
+    douyin_base_url: str = "https://developer.toutiao.com"
+    douyin_appid: str = ""
+    douyin_secret: Secret = Secret("")
     # scheduling
     slot_lease_ttl_s: int = 120
     retry_waits_s: str = "2,4,8"

@@ -22,22 +22,25 @@ from litestar.testing import TestClient
 from sqlalchemy import Engine, delete
 
 from api.app import create_app
-from infra.db import api_keys, credit_ledger, job_events, jobs, make_engine, users
+from infra.db import api_keys, credit_ledger, job_events, jobs, make_engine, moderation_audits, users
 from infra.embedded import EmbeddedRedis, EmbeddedS3, free_port
 from infra.migrate import upgrade
 from infra.resources import Resources
 from infra.serving import ServerThread
 from infra.settings import Secret, Settings
+from infra.tokens import RedisTokenCache
 from tests.support import SAMPLES, SAMPLES_PORT
 from vendors.sim.common import asgi_app
+from vendors.sim.douyin import DouyinSim
 from vendors.sim.hunyuan3d import Hunyuan3DSim
 from vendors.sim.kie import KieSim
 from vendors.sim.runninghub import RunningHubSim
 from vendors.sim.samples import SampleImages
 from vendors.sim.tencent_ci import TencentCiSim
+from vendors.sim.wechat import WechatSim
 from workers import broker as workers_broker
 from workers import runtime
-from workers.boot import vendor_clients
+from workers.boot import moderation_platforms, vendor_clients
 
 
 @pytest.fixture(scope="session")
@@ -94,6 +97,14 @@ def base_settings(
         kie_api_key=Secret("kie-" + uuid.uuid4().hex),
         kie_webhook_hmac_key=Secret("hmac-" + uuid.uuid4().hex),
         kie_callback_url="http://testserver.local/v1/callbacks/kie",
+        wechat_base_url="http://wechat.sim",
+        wechat_appid="wx" + uuid.uuid4().hex[:16],
+        wechat_secret=Secret(uuid.uuid4().hex),
+        wechat_openid="o" + uuid.uuid4().hex[:27],
+        wechat_push_token=Secret("push-" + uuid.uuid4().hex),
+        douyin_base_url="http://douyin.sim",
+        douyin_appid="tt" + uuid.uuid4().hex[:16],
+        douyin_secret=Secret(uuid.uuid4().hex),
         fetch_allowlist=f"127.0.0.1:{SAMPLES_PORT}",
         retry_waits_s="0,0,0",
         requeue_delay_s=0.05,
@@ -138,7 +149,7 @@ def resources(base_settings: Settings, db: Engine, redis_client: redis.Redis) ->
 
 def _empty(engine: Engine) -> None:
     with engine.begin() as conn:
-        for table in (job_events, credit_ledger, jobs, api_keys, users):
+        for table in (moderation_audits, job_events, credit_ledger, jobs, api_keys, users):
             conn.execute(delete(table))
 
 
@@ -184,8 +195,37 @@ def ci_sim(base_settings: Settings) -> TencentCiSim:
 
 
 @pytest.fixture
+def wechat_pushes() -> list[tuple[str, dict[str, str], bytes]]:
+    """What the WeChat simulator pushed (url, headers, body); tests post them where they like."""
+    return []
+
+
+@pytest.fixture
+def wechat_sim(base_settings: Settings, wechat_pushes: list[tuple[str, dict[str, str], bytes]]) -> WechatSim:
+    return WechatSim(
+        appid=base_settings.wechat_appid,
+        secret=base_settings.wechat_secret.reveal(),
+        push_token=base_settings.wechat_push_token.reveal(),
+        push_url="http://testserver.local/v1/callbacks/moderation/wechat",
+        seed=7,
+        deliver=lambda url, headers, body: wechat_pushes.append((url, dict(headers), body)),
+    )
+
+
+@pytest.fixture
+def douyin_sim(base_settings: Settings) -> DouyinSim:
+    return DouyinSim(appid=base_settings.douyin_appid, secret=base_settings.douyin_secret.reveal(), seed=7)
+
+
+@pytest.fixture
 def sims(
-    base_settings: Settings, rh_sim: RunningHubSim, hy_sim: Hunyuan3DSim, kie_sim: KieSim, ci_sim: TencentCiSim
+    base_settings: Settings,
+    rh_sim: RunningHubSim,
+    hy_sim: Hunyuan3DSim,
+    kie_sim: KieSim,
+    ci_sim: TencentCiSim,
+    wechat_sim: WechatSim,
+    douyin_sim: DouyinSim,
 ) -> httpx.MockTransport:
     """Every vendor simulator behind one transport, routed by host as the real hosts would be."""
     by_host = {
@@ -193,6 +233,8 @@ def sims(
         httpx.URL(base_settings.hunyuan3d_base_url).host: hy_sim.handle,
         httpx.URL(base_settings.kie_base_url).host: kie_sim.handle,
         httpx.URL(base_settings.ci_bucket_url).host: ci_sim.handle,
+        httpx.URL(base_settings.wechat_base_url).host: wechat_sim.handle,
+        httpx.URL(base_settings.douyin_base_url).host: douyin_sim.handle,
     }
     return httpx.MockTransport(lambda request: by_host[request.url.host](request))
 
@@ -209,6 +251,8 @@ def runtime_(resources: Resources, sims: httpx.MockTransport) -> Iterator[runtim
         vendors=vendor_clients(resources.settings, resources.jobs, transport=sims),
         downloads=httpx.Client(transport=sims),
         policy=runtime.Policy.from_settings(resources.settings),
+        audits=resources.audits,
+        moderation=moderation_platforms(resources.settings, RedisTokenCache(resources.redis), transport=sims),
         rng=random.Random(3),
     )
     yield runtime.install(rt)

@@ -19,11 +19,15 @@ from infra.jobstore import JobStore
 from infra.lifetime import exit_with_parent
 from infra.resources import Resources, redis_url
 from infra.settings import Settings
+from infra.tokens import RedisTokenCache
 from vendors.base import GenerationVendor
+from vendors.douyin_sec import DouyinModeration
 from vendors.hunyuan3d import Hunyuan3DClient
 from vendors.kie import KieClient
+from vendors.moderation import ModerationPlatform, TokenCache
 from vendors.runninghub import RunningHubClient
 from vendors.tencent_ci import TencentCiClient
+from vendors.wechat_sec import WechatModeration
 from workers import broker, maintenance, runtime
 
 log = structlog.get_logger()
@@ -69,6 +73,31 @@ def vendor_clients(
     return clients
 
 
+def moderation_platforms(
+    settings: Settings, tokens: TokenCache, *, transport: httpx.BaseTransport | None = None
+) -> dict[str, ModerationPlatform]:
+    """One adapter per moderation platform whose credentials are set."""
+    timeout = httpx.Timeout(settings.vendor_timeout_s, connect=5.0)
+    platforms: dict[str, ModerationPlatform] = {}
+    if settings.wechat_appid and settings.wechat_secret and settings.wechat_openid and settings.wechat_push_token:
+        platforms["wechat"] = WechatModeration(
+            httpx.Client(base_url=settings.wechat_base_url, timeout=timeout, transport=transport),
+            appid=settings.wechat_appid,
+            secret=settings.wechat_secret.reveal(),
+            openid=settings.wechat_openid,
+            push_token=settings.wechat_push_token.reveal(),
+            tokens=tokens,
+        )
+    if settings.douyin_appid and settings.douyin_secret:
+        platforms["douyin"] = DouyinModeration(
+            httpx.Client(base_url=settings.douyin_base_url, timeout=timeout, transport=transport),
+            appid=settings.douyin_appid,
+            secret=settings.douyin_secret.reveal(),
+            tokens=tokens,
+        )
+    return platforms
+
+
 def _input_url(jobs: JobStore, job_id: str) -> str | None:
     job = jobs.get(job_id)
     return None if job is None else job.input.get("image_url")
@@ -85,6 +114,8 @@ def build_runtime(resources: Resources) -> runtime.Runtime:
         vendors=vendor_clients(settings, resources.jobs),
         downloads=httpx.Client(timeout=httpx.Timeout(settings.vendor_timeout_s, connect=5.0), follow_redirects=True),
         policy=runtime.Policy.from_settings(settings),
+        audits=resources.audits,
+        moderation=moderation_platforms(settings, RedisTokenCache(resources.redis)),
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from domain import pose12
@@ -14,6 +15,7 @@ from domain.jobs import Job, JobKind
 from infra.settings import Settings
 from vendors.hunyuan3d import Hunyuan3DRequest, ViewImage
 from vendors.kie import VideoRequest
+from vendors.moderation import ItemKind
 from vendors.runninghub import AppRun, NodeValue
 from vendors.tencent_ci import MattingRequest, flatten_on_white
 
@@ -80,3 +82,30 @@ def _node(spec: str) -> tuple[str, str]:
     """`"6:text"` -> node id "6", field "text" (settings name the app's nodes this way)."""
     node_id, _, field_name = spec.partition(":")
     return node_id, field_name
+
+
+@dataclass(frozen=True)
+class ModerationInput:
+    """One thing a user gave us that moderation must see: text, an image URL, or a base64 image."""
+
+    kind: ItemKind
+    text: str | None = None
+    url: str | None = None
+    base64: str | None = None
+
+
+def moderation_inputs(job: Job) -> list[ModerationInput]:
+    """The job's user-given inputs, in a stable order (their index is the audit's item number).
+
+    The pose12 prompt is ours, built server-side from fixed words: only the user's image is checked.
+    """
+    data = job.input
+    found: list[ModerationInput] = []
+    if isinstance(data.get("prompt"), str) and data["prompt"].strip():
+        found.append(ModerationInput(ItemKind.TEXT, text=data["prompt"]))
+    for holder in [data, *(data.get("views") or ())]:
+        if holder.get("image_url"):
+            found.append(ModerationInput(ItemKind.IMAGE, url=holder["image_url"]))
+        elif holder.get("image_base64"):
+            found.append(ModerationInput(ItemKind.IMAGE, base64=holder["image_base64"]))
+    return found

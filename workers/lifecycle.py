@@ -14,12 +14,12 @@ from workers import runtime
 log = structlog.get_logger()
 
 
-def dispatch(actor: dramatiq.Actor[Any, Any], job_id: str, *, delay_ms: int | None = None) -> bool:
+def dispatch(actor: dramatiq.Actor[Any, Any], *args: Any, delay_ms: int | None = None) -> bool:
     """Send after commit. A lost or failed send is not fatal: maintenance re-drives stale jobs."""
     try:
-        actor.send_with_options(args=(job_id,), delay=delay_ms)
-    except Exception as exc:
-        log.warning("enqueue_failed", actor=actor.actor_name, job_id=job_id, error=repr(exc))
+        actor.send_with_options(args=args, delay=delay_ms)
+    except Exception as exc:  # any broker failure means the same: the reconciler's turn
+        log.warning("enqueue_failed", actor=actor.actor_name, args=args[:2], error=repr(exc))
         return False
     return True
 

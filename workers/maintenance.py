@@ -38,7 +38,7 @@ _REDRIVE: Mapping[S, dramatiq.Actor[Any, Any]] = {
 def bounds(rt: runtime.Runtime) -> dict[S, float]:
     s = rt.settings
     return {
-        S.PENDING_AUDIT: s.stale_queued_s,
+        S.PENDING_AUDIT: s.audit_pull_after_s,
         S.QUEUED: s.stale_queued_s,
         S.SUBMITTING: s.stale_submitting_s,
         S.PROCESSING: s.stale_processing_s,

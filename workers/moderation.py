@@ -1,24 +1,139 @@
-"""The moderation pool. For now every job passes straight through: AUDIT_ENABLED is off by
-default and no platform adapter exists yet; a job only arrives here in `pending_audit`."""
+"""The moderation pool (SPEC §5, seed 002: one asynchronous path for every platform).
+
+`check_job` opens an audit per user-given input (the prompt, each image) and submits it to the
+job's platform; it never waits for a verdict. Every verdict, whether the platform gave it in the
+call, pushed it later, or answered a pull, reaches `record_verdict` as the same event, which
+decides the audit once and then the job: all inputs pass -> `queued`; one is rejected ->
+`audit_failed` + refund. A verdict the platform is unsure of follows AUDIT_LOW_CONFIDENCE_POLICY.
+
+Pull fallback: maintenance re-sends `check_job` for a job still pending after AUDIT_PULL_AFTER_S;
+audits without a verdict are then queried where the platform can answer, else submitted again.
+"""
 
 from __future__ import annotations
 
+import base64
+import io
+from datetime import timedelta
+from typing import Any
+
 import structlog
 
+from domain.jobs import Job
 from domain.jobs import JobStatus as S
-from workers import runtime
+from domain.moderation import LowConfidence, effective, job_outcome
+from infra.audits import Audit, VerdictRecord
+from vendors.base import VendorRejected
+from vendors.moderation import CheckItem, ModerationPlatform, Verdict
+from workers import kinds, runtime
 from workers.broker import actor
-from workers.lifecycle import claim, dispatch
+from workers.lifecycle import bind, claim, dispatch, finish
 
 log = structlog.get_logger()
+INPUT_URL_TTL_S = 3600
 
 
-@actor(queue_name="moderation", max_retries=3, time_limit=60_000)
+@actor(queue_name="moderation", max_retries=3, time_limit=120_000)
 def check_job(job_id: str) -> None:
-    if claim(job_id, "moderation", S.PENDING_AUDIT) is None:
+    job = claim(job_id, "moderation", S.PENDING_AUDIT)
+    if job is None:
         return
     rt = runtime.get()
-    if rt.jobs.move(job_id, S.PENDING_AUDIT, S.QUEUED, now=rt.now(), detail={"verdict": "pass-through"}):
+    inputs = kinds.moderation_inputs(job)
+    if not inputs:
+        _conclude(job, "pass")
+        return
+    try:
+        platform = rt.moderation_platform(job.moderation_platform or rt.settings.moderation_platform)
+        decided = {a.item_no for a in rt.audits.for_job(job.id) if a.status == "decided"}
+        for item_no, given in enumerate(inputs):
+            if item_no not in decided:
+                _check(job, platform, rt.audits.open(job.id, item_no, given.kind, platform.name, now=rt.now()), given)
+    except VendorRejected as exc:  # the input cannot be checked (unreachable, refused): not safe to run
+        finish(job, S.PENDING_AUDIT, S.AUDIT_FAILED, code=f"moderation_{exc.code}", message=str(exc))
+        return
+    rt.jobs.touch(job.id, S.PENDING_AUDIT, now=rt.now())
+
+
+def _check(job: Job, platform: ModerationPlatform, audit: Audit, given: kinds.ModerationInput) -> None:
+    rt = runtime.get()
+    if audit.status == "submitted" and audit.platform_task_id:
+        if rt.now() - audit.updated_at < timedelta(seconds=rt.settings.audit_pull_after_s):
+            return  # its verdict is on the way
+        pulled = platform.query(audit.platform_task_id)
+        if pulled is not None:
+            _send_verdict(platform.name, audit.platform_task_id, pulled)
+            return
+        audit = rt.audits.again(audit, now=rt.now())  # no query, or no answer yet: submit again
+    item = CheckItem(given.kind, given.text or given.url or _stored_url(job, audit.item_no, given.base64 or ""))
+    submission = rt.retrying(platform.name, "moderation", lambda: platform.submit(item, reference=audit.id))
+    rt.audits.submitted(audit.id, submission.platform_task_id, now=rt.now())
+    if submission.verdict is not None:  # answered in the call: delivered like a push
+        _send_verdict(platform.name, submission.platform_task_id, submission.verdict)
+
+
+def _stored_url(job: Job, item_no: int, data: str) -> str:
+    """A base64 image goes to our storage; the platform fetches it from a short-lived signed URL."""
+    rt = runtime.get()
+    key = f"inputs/{job.user_id}/{job.id}/{item_no}.img"
+    rt.storage.upload(key, io.BytesIO(base64.b64decode(data)), content_type="application/octet-stream")
+    return rt.storage.signed_url(key, ttl_s=INPUT_URL_TTL_S)
+
+
+def _send_verdict(platform: str, platform_task_id: str, verdict: Verdict) -> None:
+    dispatch(record_verdict, platform, platform_task_id, verdict_payload(verdict))
+
+
+def verdict_payload(verdict: Verdict) -> dict[str, Any]:
+    """A verdict as a message argument (JSON): the event every verdict becomes."""
+    return {
+        "decision": verdict.decision.value,
+        "confidence": verdict.confidence,
+        "labels": list(verdict.labels),
+        "raw": dict(verdict.raw),
+    }
+
+
+@actor(queue_name="moderation", max_retries=5, time_limit=30_000)
+def record_verdict(platform: str, platform_task_id: str, verdict: dict[str, Any]) -> None:
+    """The one path every verdict takes; a repeated verdict changes nothing."""
+    bind(platform_task_id, "moderation")
+    rt = runtime.get()
+    record = VerdictRecord(
+        decision=str(verdict["decision"]),
+        confidence=float(verdict["confidence"]),
+        labels=tuple(str(label) for label in verdict.get("labels") or ()),
+        raw=dict(verdict.get("raw") or {}),
+    )
+    job_id = rt.audits.decide(platform, platform_task_id, record, now=rt.now())
+    if job_id is None:
+        log.info("verdict_repeated", platform=platform)
+        return
+    job = rt.jobs.get(job_id)
+    if job is not None and job.status is S.PENDING_AUDIT:
+        _evaluate(job)
+
+
+def _evaluate(job: Job) -> None:
+    rt = runtime.get()
+    policy, threshold = LowConfidence(rt.settings.audit_low_confidence), rt.settings.audit_threshold
+    audits = rt.audits.for_job(job.id)
+    decided: dict[int, str] = {}
+    for a in audits:  # an input's first decided attempt speaks for it
+        if a.status == "decided" and a.item_no not in decided:
+            decided[a.item_no] = effective(a.decision or "", a.confidence or 0.0, threshold=threshold, policy=policy)
+    outcome = job_outcome(decided.get(no) for no in range(len(kinds.moderation_inputs(job))))
+    if outcome is not None:
+        labels = sorted({label for a in audits for label in a.labels})
+        _conclude(job, outcome, labels)
+
+
+def _conclude(job: Job, outcome: str, labels: list[str] | None = None) -> None:
+    rt = runtime.get()
+    if outcome == "reject":
+        finish(job, S.PENDING_AUDIT, S.AUDIT_FAILED, code="moderation_rejected", message=", ".join(labels or []))
+        return
+    if rt.jobs.move(job.id, S.PENDING_AUDIT, S.QUEUED, now=rt.now(), detail={"moderation": "pass"}):
         from workers import generation
 
-        dispatch(generation.submit_job, job_id)
+        dispatch(generation.submit_job, job.id)

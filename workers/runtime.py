@@ -19,11 +19,13 @@ from domain.jobs import Job
 from domain.polling import PollSchedule
 from infra import catalog, metrics
 from infra.accounts import Accounts
+from infra.audits import AuditStore
 from infra.jobstore import JobStore
 from infra.settings import Settings
 from infra.slots import Slots
 from infra.storage import Storage
 from vendors.base import GenerationVendor, VendorError, VendorRejected, VendorUnavailable
+from vendors.moderation import ModerationPlatform
 
 T = TypeVar("T")
 
@@ -68,6 +70,8 @@ class Runtime:
     vendors: Mapping[str, GenerationVendor]
     downloads: httpx.Client  # fetches vendor outputs; no base URL
     policy: Policy
+    audits: AuditStore
+    moderation: Mapping[str, ModerationPlatform]
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     rng: random.Random = field(default_factory=random.Random)
 
@@ -79,6 +83,12 @@ class Runtime:
             return self.vendors[job.vendor]
         except KeyError:
             raise VendorRejected(job.vendor, "vendor_not_configured", "set the vendor's credentials") from None
+
+    def moderation_platform(self, name: str) -> ModerationPlatform:
+        try:
+            return self.moderation[name]
+        except KeyError:
+            raise VendorRejected(name, "not_configured", "set the moderation platform's credentials") from None
 
     def retrying(self, vendor: str, endpoint: str, call: Callable[[], T]) -> T:
         """Run a vendor call, retrying transient failures after each of `retry_waits_s`.

@@ -27,7 +27,17 @@ from infra.embedded import free_port
 from infra.settings import Settings
 
 SERVICE_VARS = ("DATABASE_URL", "REDIS_URL", "S3_ENDPOINT_URL")
-VENDOR_PREFIXES = ("RUNNINGHUB_", "KIE_", "TENCENT_", "HUNYUAN3D_", "CI_", "FETCH_ALLOWLIST")
+VENDOR_PREFIXES = (
+    "RUNNINGHUB_",
+    "KIE_",
+    "TENCENT_",
+    "HUNYUAN3D_",
+    "CI_",
+    "FETCH_ALLOWLIST",
+    "WECHAT_",
+    "DOUYIN_",
+    "AUDIT_",
+)
 MODES = ["embedded"] + (["external"] if Settings.from_env().database_url and Settings.from_env().redis_url else [])
 
 
@@ -57,20 +67,31 @@ class Stack:
 
 @pytest.fixture(params=MODES)
 def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
+    yield from _run_stack(tmp_path, external=request.param == "external")
+
+
+@pytest.fixture
+def audited_stack(tmp_path: Path) -> Iterator[Stack]:
+    yield from _run_stack(tmp_path, external=False, AUDIT_ENABLED="true")
+
+
+def _run_stack(tmp_path: Path, *, external: bool, **extra: str) -> Iterator[Stack]:
     env = {
-        k: v
-        for k, v in os.environ.items()
-        if (request.param == "external" or k not in SERVICE_VARS) and not k.startswith(VENDOR_PREFIXES)
+        k: v for k, v in os.environ.items() if (external or k not in SERVICE_VARS) and not k.startswith(VENDOR_PREFIXES)
     }
     var_dir = tmp_path / "var"
     env |= {
         "VAR_DIR": str(var_dir),
         "API_PORT": str(free_port()),
-        **{f"SIM_{name}_PORT": str(free_port()) for name in ("RUNNINGHUB", "HUNYUAN3D", "KIE", "CI", "SAMPLES")},
+        **{
+            f"SIM_{name}_PORT": str(free_port())
+            for name in ("RUNNINGHUB", "HUNYUAN3D", "KIE", "CI", "SAMPLES", "WECHAT", "DOUYIN")
+        },
         "EMBEDDED_REDIS_PORT": str(free_port()),
         "EMBEDDED_S3_PORT": str(free_port()),
         "POLL_SCHEDULE_IMAGE": "0:0.3",
         "LOG_FORMAT": "json",
+        **extra,
     }
     proc = subprocess.Popen(  # the whole stack, as `make run` starts it
         [sys.executable, "-m", "genq.cli", "run"], env=env, stdout=subprocess.PIPE, text=True, process_group=0
@@ -164,6 +185,30 @@ def _wait(stack: Stack, headers: dict[str, str], job_id: str, timeout_s: float =
     deadline = time.monotonic() + timeout_s
     while True:
         job: dict[str, Any] = httpx.get(f"{stack.api}/v1/jobs/{job_id}", headers=headers).json()
-        if job["status"] in ("succeeded", "failed", "timed_out") or time.monotonic() > deadline:
+        if job["status"] in ("succeeded", "failed", "timed_out", "audit_failed") or time.monotonic() > deadline:
             return job
         time.sleep(0.3)
+
+
+def test_with_moderation_on_inputs_are_checked_and_pushes_arrive_over_http(audited_stack: Stack) -> None:
+    stack = audited_stack
+    httpx.post(f"{stack.lines['sim-kie']}/__sim/config", json={"generating_s": 0.5}).raise_for_status()
+    user = json.loads(stack.genq("users", "create", "--phone", f"137{uuid.uuid4().int % 10**8:08d}", "--credits", "40"))
+    headers = {"Authorization": f"Bearer {user['api_key']}"}
+    garment = stack.lines["sample image"]
+    bodies = {
+        "clean": ("basic_clean", {"image_url": garment}),
+        "rejected image": ("basic_clean", {"image_url": garment + "?sim-reject"}),
+        "clean text": ("video", {"model": "sora-2", "resolution": "720p", "duration": 10, "prompt": "a calm sea"}),
+    }
+
+    first = {
+        name: httpx.post(f"{stack.api}/v1/jobs", json={"kind": k, "input": b}, headers=headers).json()
+        for name, (k, b) in bodies.items()
+    }
+    finished = {name: _wait(stack, headers, job["id"])["status"] for name, job in first.items()}
+
+    assert {job["status"] for job in first.values()} == {"pending_audit"}
+    assert finished == {"clean": "succeeded", "rejected image": "audit_failed", "clean text": "succeeded"}
+    stack.proc.send_signal(signal.SIGINT)
+    assert stack.proc.wait(timeout=60) == 0

@@ -97,3 +97,31 @@ def test_routes_name_the_vendor_and_model_slot() -> None:
     assert route(JobKind.VIDEO, {"model": "sora-2-pro"}).slot == "kie:sora-2-pro"
     assert route(JobKind.MODEL_3D, {"version": "3.1"}).slot == "hunyuan3d:pro"
     assert route(JobKind.BASIC_CLEAN, {}).slot == "tencent_ci:goods_matting"
+
+
+@pytest.mark.parametrize(
+    ("decision", "confidence", "policy", "expected"),
+    [
+        ("pass", 0.99, "reject", "pass"),
+        ("reject", 0.95, "pass", "reject"),
+        ("review", 0.99, "reject", "reject"),
+        ("review", 0.99, "pass", "pass"),
+        ("pass", 0.5, "reject", "reject"),
+        ("reject", 0.5, "pass", "pass"),
+    ],
+)
+def test_low_confidence_verdicts_follow_the_policy(
+    decision: str, confidence: float, policy: str, expected: str
+) -> None:
+    from domain.moderation import LowConfidence, effective
+
+    assert effective(decision, confidence, threshold=0.8, policy=LowConfidence(policy)) == expected
+
+
+def test_a_job_waits_for_every_input_and_one_reject_is_enough() -> None:
+    from domain.moderation import job_outcome
+
+    assert job_outcome(["pass", None]) is None
+    assert job_outcome(["pass", "pass"]) == "pass"
+    assert job_outcome([None, "reject"]) == "reject"
+    assert job_outcome([]) is None
