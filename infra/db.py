@@ -77,7 +77,12 @@ users = Table(
     Column("balance", BigInteger, nullable=False, default=0),
     Column("created_at", UTCDateTime, nullable=False),
     Column("moderation_platform", String(16), nullable=True),  # overrides MODERATION_PLATFORM
+    Column("role", String(16), nullable=False, server_default="user"),  # user | admin
+    Column("plan", String(32), nullable=True),
+    Column("member_until", UTCDateTime, nullable=True),
+    Column("plan_credits", BigInteger, nullable=False, server_default="0"),  # unused credits of the plan
     CheckConstraint("balance >= 0", name="balance_not_negative"),
+    CheckConstraint("plan_credits >= 0 AND plan_credits <= balance", name="plan_credits_within_balance"),
 )
 
 api_keys = Table(
@@ -153,6 +158,55 @@ moderation_audits = Table(
     Column("decided_at", UTCDateTime, nullable=True),
     UniqueConstraint("job_id", "item_no", "attempt"),
     Index("ix_moderation_audits_platform_task", "platform", "platform_task_id"),
+)
+
+sms_codes = Table(
+    "sms_codes",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("phone", String(32), nullable=False),
+    Column("code_hash", String(64), nullable=False),  # HMAC-SHA256 under the server secret
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("consumed_at", UTCDateTime, nullable=True),
+    Index("ix_sms_codes_phone_created", "phone", "created_at"),
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("user_id", String(32), ForeignKey("users.id"), nullable=False, index=True),
+    Column("plan", String(32), nullable=False),
+    Column("channel", String(16), nullable=False),  # wechat | alipay
+    Column("amount_fen", Integer, nullable=False),
+    Column("credits", Integer, nullable=False),  # what the plan grants, fixed when ordered
+    Column("status", String(16), nullable=False),  # pending | paid | failed
+    Column("payment", JSON, nullable=True),  # what the client needs to pay (code_url, pay URL)
+    Column("channel_transaction_id", String(64), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("paid_at", UTCDateTime, nullable=True),
+    UniqueConstraint("channel", "channel_transaction_id"),  # one grant per channel transaction
+)
+
+config_overrides = Table(
+    "config_overrides",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+config_changes = Table(
+    "config_changes",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("key", String(64), nullable=False),
+    Column("old_value", Text, nullable=True),
+    Column("new_value", Text, nullable=False),
+    Column("changed_by", String(32), ForeignKey("users.id"), nullable=False),
+    Column("changed_at", UTCDateTime, nullable=False),
+    Index("ix_config_changes_key_changed", "key", "changed_at"),
 )
 
 credit_ledger = Table(

@@ -81,6 +81,10 @@ class Settings:
     sim_samples_port: int = 8104
     sim_wechat_port: int = 8105
     sim_douyin_port: int = 8106
+    sim_sms_port: int = 8107
+    sim_wechatpay_port: int = 8108
+    sim_alipay_port: int = 8109
+    sim_auto_pay_s: float = 3.0  # genq run: every order is paid this long after it is created; 0 = off
     # `genq run` points every vendor at its simulator unless this is set
     run_real_vendors: bool = False
     # RunningHub (model_pose12)
@@ -150,6 +154,39 @@ class Settings:
     stale_archiving_s: float = 300.0
     stale_refund_s: float = 30.0
     # logs and metrics
+    # accounts: phone login, JWTs, plans, payments, uploads, rate limits
+    jwt_secret: Secret = Secret("")  # required for phone login; `genq run` makes one
+    access_token_ttl_s: int = 900
+    refresh_token_ttl_s: int = 30 * 86400
+    sms_code_ttl_s: int = 300
+    sms_max_wrong_codes: int = 5  # then the phone is locked for sms_lock_s
+    sms_lock_s: int = 900
+    sms_base_url: str = "https://sms.tencentcloudapi.com"
+    sms_sdk_app_id: str = ""
+    sms_sign_name: str = ""
+    sms_template_id: str = ""
+    # plans: name:price_fen:credits:concurrency:batch, comma-separated (SPEC §4)
+    plans: str = "free:0:0:1:5,pro:9900:100:3:15,pro_plus:19900:250:5:25,enterprise:99900:1500:10:50"
+    membership_days: int = 30
+    public_base_url: str = ""  # how payment channels reach this API (notify URLs); default: api host:port
+    wechatpay_base_url: str = "https://api.mch.weixin.qq.com"
+    wechatpay_mchid: str = ""
+    wechatpay_appid: str = ""
+    wechatpay_serial_no: str = ""  # the merchant certificate's serial
+    wechatpay_private_key: Secret = Secret("")  # merchant key, PEM
+    wechatpay_public_key: str = ""  # WeChat Pay public key, PEM
+    wechatpay_public_key_id: str = ""  # PUB_KEY_ID_...
+    wechatpay_api_v3_key: Secret = Secret("")
+    alipay_base_url: str = "https://openapi.alipay.com"
+    alipay_app_id: str = ""
+    alipay_private_key: Secret = Secret("")  # the app's key, PEM
+    alipay_public_key: str = ""  # Alipay's public key, PEM
+    upload_ttl_s: int = 600
+    upload_max_bytes: int = 8 * 1024 * 1024
+    rate_jobs_per_minute: int = 120  # per user
+    rate_jobs_per_minute_ip: int = 240
+    rate_auth_per_minute_ip: int = 30
+    rate_sms_per_hour_phone: int = 5
     # set by `genq run` for its children: they stop when it is gone
     supervisor_pid: int = 0
     log_level: str = "info"
