@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -28,6 +29,19 @@ KEY_PREFIX = "gq_"
 @dataclass(frozen=True)
 class KeyOwner:
     user_id: str
+    moderation_platform: str | None
+    role: str = "user"
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    phone: str
+    role: str
+    balance: int
+    plan: str | None
+    member_until: datetime | None
+    plan_credits: int
     moderation_platform: str | None
 
 
@@ -50,13 +64,24 @@ class Accounts:
         self._engine = engine
 
     def create_user(
-        self, phone: str, credits_: int, *, now: datetime, moderation_platform: str | None = None
+        self,
+        phone: str,
+        credits_: int,
+        *,
+        now: datetime,
+        moderation_platform: str | None = None,
+        role: str = "user",
     ) -> NewUser:
         user_id, api_key = new_id(), KEY_PREFIX + secrets.token_urlsafe(32)
         with self._engine.begin() as conn:
             conn.execute(
                 insert(users).values(
-                    id=user_id, phone=phone, balance=0, created_at=now, moderation_platform=moderation_platform
+                    id=user_id,
+                    phone=phone,
+                    balance=0,
+                    created_at=now,
+                    moderation_platform=moderation_platform,
+                    role=role,
                 )
             )
             conn.execute(
@@ -76,14 +101,33 @@ class Accounts:
         """Who holds this key, and the moderation platform it names (the key's, else the user's)."""
         query = (
             select(
-                api_keys.c.user_id, api_keys.c.moderation_platform, users.c.moderation_platform.label("user_platform")
+                api_keys.c.user_id,
+                api_keys.c.moderation_platform,
+                users.c.moderation_platform.label("user_platform"),
+                users.c.role,
             )
             .join(users, users.c.id == api_keys.c.user_id)
             .where(api_keys.c.key_hash == hash_key(api_key), api_keys.c.revoked_at.is_(None))
         )
         with self._engine.connect() as conn:
             row = conn.execute(query).one_or_none()
-        return None if row is None else KeyOwner(row.user_id, row.moderation_platform or row.user_platform)
+        return None if row is None else KeyOwner(row.user_id, row.moderation_platform or row.user_platform, row.role)
+
+    def get(self, user_id: str) -> User | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(users).where(users.c.id == user_id)).mappings().one_or_none()
+        return None if row is None else _user(row)
+
+    def by_phone(self, phone: str, *, create_at: datetime | None = None) -> User | None:
+        """The user with this phone; with `create_at`, created (no credits, no key) if there is none."""
+        with self._engine.begin() as conn:
+            row = conn.execute(select(users).where(users.c.phone == phone)).mappings().one_or_none()
+            if row is None and create_at is not None:
+                dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+                new = {"id": new_id(), "phone": phone, "balance": 0, "created_at": create_at, "role": "user"}
+                conn.execute(dialect.insert(users).values(**new).on_conflict_do_nothing())
+                row = conn.execute(select(users).where(users.c.phone == phone)).mappings().one()
+        return None if row is None else _user(row)
 
     def set_moderation_platform(self, user_id: str, platform: str | None) -> None:
         with self._engine.begin() as conn:
@@ -107,6 +151,19 @@ class Accounts:
         )
         with self._engine.connect() as conn:
             return [(r.job_id, r.kind, int(r.amount)) for r in conn.execute(query)]
+
+
+def _user(row: Any) -> User:
+    return User(
+        id=row["id"],
+        phone=row["phone"],
+        role=row["role"],
+        balance=int(row["balance"]),
+        plan=row["plan"],
+        member_until=row["member_until"],
+        plan_credits=int(row["plan_credits"]),
+        moderation_platform=row["moderation_platform"],
+    )
 
 
 def append(conn: Connection, entry: LedgerEntry) -> bool:

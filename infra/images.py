@@ -78,6 +78,12 @@ class ImageInspector:
         check_image(field, facts, ImageSource.BASE64, self._limits)
         return facts
 
+    def from_bytes(self, field: str, body: bytes) -> ImageFacts:
+        """An image we already hold (a direct upload): the URL rules for size and pixels."""
+        facts = _facts(field, body)
+        check_image(field, facts, ImageSource.URL, self._limits)
+        return facts
+
     def check_target(self, field: str, url: str) -> None:
         """Refuse URLs we must not fetch: not http(s), or resolving to a non-public address."""
         parsed = httpx.URL(url)

@@ -20,6 +20,7 @@ from domain.errors import Conflict
 from domain.jobs import REFUNDABLE, Job, JobKind, JobStatus, ResultFile, check_transition
 from infra.accounts import append, current_balance
 from infra.db import credit_ledger, job_events, jobs
+from infra.orders import consume_plan_credits
 
 TERMINAL_STAMP = "finished_at"
 
@@ -56,6 +57,7 @@ class JobStore:
             with self._engine.begin() as conn:
                 entry = credits.charge(new.user_id, current_balance(conn, new.user_id), new.id, new.price, at=now)
                 conn.execute(insert(jobs).values(**_row(new, now)))
+                consume_plan_credits(conn, new.user_id, new.price)  # before the debit: plan credits <= balance
                 append(conn, entry)
                 conn.execute(insert(job_events).values(job_id=new.id, from_status=None, to_status=new.status, at=now))
         except IntegrityError:
@@ -134,6 +136,11 @@ class JobStore:
                 )
             )
         return True
+
+    def set_input(self, job_id: str, job_input: Mapping[str, Any]) -> None:
+        """Replace a job's input (generation adds a signed URL for a direct upload before submitting)."""
+        with self._engine.begin() as conn:
+            conn.execute(update(jobs).where(jobs.c.id == job_id).values(input=dict(job_input)))
 
     def touch(self, job_id: str, status: JobStatus, *, now: datetime, polled: bool = False) -> bool:
         """A heartbeat: the job is alive in `status` (waiting for a slot, or polled and still running)."""

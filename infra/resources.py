@@ -10,9 +10,13 @@ from sqlalchemy import Engine, text
 
 from infra.accounts import Accounts
 from infra.audits import AuditStore
+from infra.config_store import ConfigStore
 from infra.db import make_engine
 from infra.images import Allowlist, ImageInspector
 from infra.jobstore import JobStore
+from infra.login import LoginCodes, Tokens
+from infra.orders import Membership
+from infra.ratelimit import RateLimiter
 from infra.settings import Settings
 from infra.slots import Slots
 from infra.storage import Storage, make_s3_client
@@ -39,10 +43,16 @@ class Resources:
     storage: Storage
     images: ImageInspector
     audits: AuditStore
+    rate: RateLimiter
+    membership: Membership
+    config: ConfigStore  # admin overrides of prices, plans, limits, polling: read through effective()
+    login: LoginCodes | None  # None until JWT_SECRET is set: phone login is off
+    tokens: Tokens | None
 
     @classmethod
     def open(cls, settings: Settings) -> Resources:
         engine = make_engine(settings)
+        secret = settings.jwt_secret.reveal()
         client = redis.Redis.from_url(redis_url(settings), socket_timeout=10, socket_connect_timeout=5)
         return cls(
             settings=settings,
@@ -53,10 +63,21 @@ class Resources:
             slots=Slots(client, ttl_s=settings.slot_lease_ttl_s),
             storage=Storage(make_s3_client(settings, s3_endpoint(settings)), settings.s3_bucket),
             audits=AuditStore(engine),
+            rate=RateLimiter(client),
+            membership=Membership(engine),
+            config=ConfigStore(engine),
+            login=LoginCodes(engine, secret) if secret else None,
+            tokens=Tokens(secret, access_ttl_s=settings.access_token_ttl_s, refresh_ttl_s=settings.refresh_token_ttl_s)
+            if secret
+            else None,
             images=ImageInspector(
                 httpx.Client(timeout=settings.fetch_timeout_s), Allowlist.parse(settings.fetch_allowlist)
             ),
         )
+
+    def effective(self) -> Settings:
+        """The settings with an admin's changes applied (seen by every process within a second)."""
+        return self.config.effective(self.settings)
 
     def close(self) -> None:
         self.redis.close()

@@ -74,6 +74,28 @@ class Storage:
             self._s3.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=ttl_s)
         )
 
+    def presigned_post(self, key: str, *, prefix: str, content_type: str, max_bytes: int, ttl_s: int) -> dict[str, Any]:
+        """A browser upload grant: the signed policy pins the key's prefix, the type and the size cap."""
+        grant = self._s3.generate_presigned_post(
+            Bucket=self.bucket,
+            Key=key,
+            Fields={"Content-Type": content_type},
+            Conditions=[
+                ["starts-with", "$key", prefix],
+                {"Content-Type": content_type},
+                ["content-length-range", 1, max_bytes],
+            ],
+            ExpiresIn=ttl_s,
+        )
+        return dict(grant)
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._s3.head_object(Bucket=self.bucket, Key=key)
+        except ClientError:
+            return False
+        return True
+
     def ping(self) -> bool:
         try:
             self._s3.head_bucket(Bucket=self.bucket)
