@@ -9,12 +9,16 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
 from api import errors, ops
+from api.accounts import AuthController, create_upload, list_plans, membership
+from api.admin import AdminController
 from api.auth import current_user
 from api.callbacks import ModerationPlatforms, kie_callback, moderation_callback
 from api.jobs import JobsController
+from api.payments import Channels, OrdersController, alipay_notify, wechat_notify
 from api.pricing import pricing
 from domain.pricing import PriceList
 from infra.catalog import price_list
+from infra.config_store import ConfigStore
 from infra.resources import Resources
 from infra.tokens import RedisTokenCache
 from workers.boot import moderation_platforms
@@ -23,14 +27,22 @@ from workers.boot import moderation_platforms
 MAX_BODY_BYTES = 24 * 1024 * 1024
 
 
-def create_app(resources: Resources) -> Litestar:
-    prices = price_list(resources.settings)
+def create_app(resources: Resources, *, channels: Channels | None = None) -> Litestar:
+    """The API over `resources`; `channels` replaces the payment clients (tests: the simulators)."""
 
     def provide_resources() -> Resources:
         return resources
 
     def provide_prices() -> PriceList:
-        return prices
+        return price_list(resources.effective())  # an admin's price change counts for the next job
+
+    def provide_config() -> ConfigStore:
+        return resources.config
+
+    channels = channels or Channels.from_settings(resources.settings)
+
+    def provide_channels() -> Channels:
+        return channels
 
     platforms = ModerationPlatforms(moderation_platforms(resources.settings, RedisTokenCache(resources.redis)))
 
@@ -40,6 +52,14 @@ def create_app(resources: Resources) -> Litestar:
     return Litestar(
         route_handlers=[
             JobsController,
+            AdminController,
+            AuthController,
+            OrdersController,
+            list_plans,
+            membership,
+            create_upload,
+            wechat_notify,
+            alipay_notify,
             pricing,
             kie_callback,
             moderation_callback,
@@ -51,6 +71,8 @@ def create_app(resources: Resources) -> Litestar:
             "resources": Provide(provide_resources, sync_to_thread=False),
             "prices": Provide(provide_prices, sync_to_thread=False),
             "moderation_platforms": Provide(provide_moderation_platforms, sync_to_thread=False),
+            "channels": Provide(provide_channels, sync_to_thread=False),
+            "config": Provide(provide_config, sync_to_thread=False),
             "user": Provide(current_user, sync_to_thread=True),
         },
         exception_handlers=errors.HANDLERS,

@@ -10,6 +10,9 @@ from litestar import Request
 from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException
 
+from domain.errors import Forbidden
+from infra.accounts import KEY_PREFIX
+from infra.login import TokenInvalid
 from infra.resources import Resources
 
 
@@ -17,14 +20,45 @@ from infra.resources import Resources
 class CurrentUser:
     id: str
     moderation_platform: str | None = None  # the key's or the user's choice, if any
+    role: str = "user"
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
 
 
 def current_user(request: Request[Any, Any, Any], resources: NamedDependency[Resources]) -> CurrentUser:
+    """`Authorization: Bearer <api key>` (server to server) or `Bearer <access JWT>` (phone login)."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise NotAuthorizedException("send `Authorization: Bearer <api key>`")
-    owner = resources.accounts.key_owner(token.strip())
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise NotAuthorizedException("send `Authorization: Bearer <api key or access token>`")
+    user = _by_api_key(resources, token) if token.startswith(KEY_PREFIX) else _by_jwt(resources, token)
+    structlog.contextvars.bind_contextvars(user_id=user.id)
+    return user
+
+
+def _by_api_key(resources: Resources, token: str) -> CurrentUser:
+    owner = resources.accounts.key_owner(token)
     if owner is None:
         raise NotAuthorizedException("unknown or revoked API key")
-    structlog.contextvars.bind_contextvars(user_id=owner.user_id)
-    return CurrentUser(owner.user_id, owner.moderation_platform)
+    return CurrentUser(owner.user_id, owner.moderation_platform, owner.role)
+
+
+def _by_jwt(resources: Resources, token: str) -> CurrentUser:
+    if resources.tokens is None:
+        raise NotAuthorizedException("unknown API key")
+    try:
+        claims = resources.tokens.read(token, "access")
+    except TokenInvalid:
+        raise NotAuthorizedException("invalid or expired access token") from None
+    user = resources.accounts.get(claims.user_id)
+    if user is None:
+        raise NotAuthorizedException("unknown user")
+    return CurrentUser(user.id, user.moderation_platform, user.role)
+
+
+def admin_user(user: NamedDependency[CurrentUser]) -> CurrentUser:
+    if not user.is_admin:
+        raise Forbidden("this needs the admin role")
+    return user

@@ -15,7 +15,7 @@ import structlog
 from litestar import Request, Response, post, route
 from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException
-from litestar.params import FromPath
+from litestar.params import FromPath, RawBody
 
 from domain.errors import NotFound
 from infra.resources import Resources
@@ -58,9 +58,10 @@ async def kie_callback(request: Request[Any, Any, Any], resources: NamedDependen
     return {"received": True}
 
 
-@route("/v1/callbacks/moderation/{platform:str}", http_method=["GET", "POST"], tags=["callbacks"])
-async def moderation_callback(
+@route("/v1/callbacks/moderation/{platform:str}", http_method=["GET", "POST"], tags=["callbacks"], sync_to_thread=True)
+def moderation_callback(
     request: Request[Any, Any, Any],
+    body: RawBody,
     platform: FromPath[str],
     moderation_platforms: NamedDependency[ModerationPlatforms],
 ) -> Response[str]:
@@ -71,7 +72,7 @@ async def moderation_callback(
     adapter = moderation_platforms.get(platform)
     if adapter is None:
         raise NotFound(f"no moderation platform {platform} is configured", platform=platform)
-    push = PushRequest(request.method, dict(request.query_params), dict(request.headers), await request.body())
+    push = PushRequest(request.method, dict(request.query_params), dict(request.headers), body)
     try:
         events, answer = adapter.parse_push(push)
     except PushRejected as exc:

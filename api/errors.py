@@ -13,11 +13,14 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from domain.errors import DomainError
+from domain.errors import DomainError, TooManyRequests
 
 log = structlog.get_logger()
 
 STATUS_BY_CODE = {
+    "unauthorized": 401,
+    "forbidden": 403,
+    "rate_limited": 429,
     "insufficient_credits": 402,
     "invalid_input": 422,
     "not_found": 404,
@@ -30,12 +33,15 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
 
-def _respond(status: int, code: str, message: str, details: Any = None) -> Response[Any]:
-    return Response(error_body(code, message, details), status_code=status, media_type=MediaType.JSON)
+def _respond(
+    status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
+) -> Response[Any]:
+    return Response(error_body(code, message, details), status_code=status, media_type=MediaType.JSON, headers=headers)
 
 
 def on_domain_error(_: Request[Any, Any, Any], exc: DomainError) -> Response[Any]:
-    return _respond(STATUS_BY_CODE.get(exc.code, 400), exc.code, exc.message, exc.details)
+    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, TooManyRequests) else None
+    return _respond(STATUS_BY_CODE.get(exc.code, 400), exc.code, exc.message, exc.details, headers)
 
 
 def on_validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:

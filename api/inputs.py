@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import msgspec
@@ -20,6 +21,7 @@ from domain.inputs import check_prompt
 from domain.jobs import JobKind
 from domain.pose12 import Category, Scene
 from infra.images import ImageInspector
+from infra.storage import Storage
 
 Url = Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
 
@@ -29,14 +31,19 @@ class JobIn(msgspec.Struct, forbid_unknown_fields=True):
     input: dict[str, Any]
 
 
+Key = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+
+
 class BasicCleanInput(msgspec.Struct, forbid_unknown_fields=True):
-    image_url: Url
+    image_url: Url | None = None
+    upload_key: Key | None = None  # from POST /v1/uploads, instead of an image_url
 
 
 class Pose12Input(msgspec.Struct, forbid_unknown_fields=True):
-    image_url: Url
     scene: Scene
     category: Category
+    image_url: Url | None = None
+    upload_key: Key | None = None
 
 
 class VideoInput(msgspec.Struct, forbid_unknown_fields=True):
@@ -45,6 +52,7 @@ class VideoInput(msgspec.Struct, forbid_unknown_fields=True):
     duration: int
     prompt: str
     image_url: Url | None = None
+    upload_key: Key | None = None
 
 
 class View(msgspec.Struct, forbid_unknown_fields=True):
@@ -58,42 +66,57 @@ class Model3DInput(msgspec.Struct, forbid_unknown_fields=True):
     prompt: str | None = None
     image_url: Url | None = None
     image_base64: str | None = None
+    upload_key: Key | None = None
     low_poly: bool = False
     views: list[View] = msgspec.field(default_factory=list)
 
 
-def _basic_clean(value: BasicCleanInput, images: ImageInspector) -> None:
-    images.from_url("input.image_url", value.image_url)
+def _basic_clean(value: BasicCleanInput, images: Images) -> None:
+    _one_image(images, value.image_url, value.upload_key, required=True)
 
 
-def _pose12(value: Pose12Input, images: ImageInspector) -> None:
-    images.from_url("input.image_url", value.image_url)
+def _pose12(value: Pose12Input, images: Images) -> None:
+    _one_image(images, value.image_url, value.upload_key, required=True)
 
 
-def _video(value: VideoInput, images: ImageInspector) -> None:
+def _video(value: VideoInput, images: Images) -> None:
     video.check_variant(value.model, value.resolution, value.duration)
     check_prompt("input.prompt", value.prompt, required=True)
-    if value.image_url is not None:
-        images.from_url("input.image_url", value.image_url)
+    _one_image(images, value.image_url, value.upload_key, required=False)
 
 
-def _model_3d(value: Model3DInput, images: ImageInspector) -> None:
+def _model_3d(value: Model3DInput, images: Images) -> None:
     if value.prompt is not None:
         check_prompt("input.prompt", value.prompt, required=True)
-    if value.image_url is not None and value.image_base64 is not None:
-        raise InvalidInput("input.image_base64", "give image_url or image_base64, not both")
+    given = [n for n, v in (("image_url", value.image_url), ("image_base64", value.image_base64),
+                            ("upload_key", value.upload_key)) if v is not None]  # fmt: skip
+    if len(given) > 1:
+        raise InvalidInput(f"input.{given[-1]}", f"give one image: {' or '.join(given)}, not both")
     model3d.check_request(
         value.version,
         has_prompt=value.prompt is not None,
-        has_image=value.image_url is not None or value.image_base64 is not None,
+        has_image=bool(given),
         low_poly=value.low_poly,
         views=[view.view_type for view in value.views],
     )
-    _check_image(images, "input", value.image_url, value.image_base64)
+    _check_image(images.inspector, "input", value.image_url, value.image_base64)
+    if value.upload_key is not None:
+        images.uploaded("input.upload_key", value.upload_key)
     for index, view in enumerate(value.views):
         if (view.image_url is None) == (view.image_base64 is None):
             raise InvalidInput(f"input.views.{index}", "give a view image_url or image_base64, exactly one")
-        _check_image(images, f"input.views.{index}", view.image_url, view.image_base64)
+        _check_image(images.inspector, f"input.views.{index}", view.image_url, view.image_base64)
+
+
+def _one_image(images: Images, url: str | None, key: str | None, *, required: bool) -> None:
+    if url is not None and key is not None:
+        raise InvalidInput("input.upload_key", "give image_url or upload_key, not both")
+    if url is not None:
+        images.inspector.from_url("input.image_url", url)
+    elif key is not None:
+        images.uploaded("input.upload_key", key)
+    elif required:
+        raise InvalidInput("input.image_url", "an image is required: image_url or upload_key")
 
 
 def _check_image(images: ImageInspector, prefix: str, url: str | None, data: str | None) -> None:
@@ -103,7 +126,24 @@ def _check_image(images: ImageInspector, prefix: str, url: str | None, data: str
         images.from_base64(f"{prefix}.image_base64", data)
 
 
-CHECKS: Mapping[JobKind, tuple[type[msgspec.Struct], Callable[[Any, ImageInspector], None]]] = {
+@dataclass(frozen=True)
+class Images:
+    """Checks a job's images: fetched URLs, decoded base64, and the caller's own uploads."""
+
+    inspector: ImageInspector
+    storage: Storage
+    user_id: str
+
+    def uploaded(self, field: str, key: str) -> None:
+        """An upload key must be under the caller's own prefix and name an uploaded image."""
+        if not key.startswith(f"uploads/{self.user_id}/") or ".." in key:
+            raise InvalidInput(field, "not one of your uploads")
+        if not self.storage.exists(key):
+            raise InvalidInput(field, "nothing was uploaded under this key (yet)")
+        self.inspector.from_bytes(field, self.storage.read(key))
+
+
+CHECKS: Mapping[JobKind, tuple[type[msgspec.Struct], Callable[[Any, Images], None]]] = {
     JobKind.BASIC_CLEAN: (BasicCleanInput, _basic_clean),
     JobKind.MODEL_POSE12: (Pose12Input, _pose12),
     JobKind.VIDEO: (VideoInput, _video),
@@ -111,7 +151,7 @@ CHECKS: Mapping[JobKind, tuple[type[msgspec.Struct], Callable[[Any, ImageInspect
 }
 
 
-def validated_input(kind: JobKind, raw: Mapping[str, Any], images: ImageInspector) -> dict[str, Any]:
+def validated_input(kind: JobKind, raw: Mapping[str, Any], images: Images) -> dict[str, Any]:
     """The kind's input, checked field by field; InvalidInput names the field as `input.<name>`."""
     shape, check = CHECKS[kind]
     try:

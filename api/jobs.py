@@ -10,13 +10,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Response, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_202_ACCEPTED
 
+from api.accounts import client_ip, limit
 from api.auth import CurrentUser
-from api.inputs import JobIn, request_hash, validated_input
+from api.inputs import Images, JobIn, request_hash, validated_input
 from domain.errors import NotFound
 from domain.jobs import Job, JobKind, JobStatus
 from domain.pricing import PriceList
@@ -111,10 +112,17 @@ class JobsController(Controller):
         user: User,
         resources: Res,
         prices: NamedDependency[PriceList],
+        request: Request[Any, Any, Any],
         idempotency_key: IdempotencyKey = None,
     ) -> Response[JobOut]:
         """Charge the job's price and accept it; 402 `insufficient_credits` when the balance is short."""
-        checked = validated_input(data.kind, data.input, resources.images)
+        settings = resources.settings
+        limit(resources, f"jobs:user:{user.id}", per=settings.rate_jobs_per_minute, window_s=60, what="jobs")
+        limit(
+            resources, f"jobs:ip:{client_ip(request)}", per=settings.rate_jobs_per_minute_ip, window_s=60, what="jobs"
+        )
+        resources.membership.lapse_if_due(user.id, now=datetime.now(UTC))  # expired plan credits do not pay
+        checked = validated_input(data.kind, data.input, Images(resources.images, resources.storage, user.id))
         terms = prices.quote(data.kind, checked)
         target = route(data.kind, checked)
         now = datetime.now(UTC)

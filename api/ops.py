@@ -29,10 +29,11 @@ def metrics_endpoint(resources: NamedDependency[Resources]) -> Response[bytes]:
 
 
 def cluster_collector(resources: Resources) -> metrics.ClusterCollector:
-    limits = catalog.slot_limits(resources.settings)
 
     def depths() -> dict[str, int]:
         client = resources.redis
         return {q: int(client.llen(f"{NAMESPACE}:{q}")) + int(client.llen(f"{NAMESPACE}:{q}.DQ")) for q in QUEUES}
 
-    return metrics.ClusterCollector(lambda: limits, resources.slots.in_flight, depths)
+    return metrics.ClusterCollector(
+        lambda: catalog.slot_limits(resources.effective()), resources.slots.in_flight, depths
+    )

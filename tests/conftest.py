@@ -22,7 +22,19 @@ from litestar.testing import TestClient
 from sqlalchemy import Engine, delete
 
 from api.app import create_app
-from infra.db import api_keys, credit_ledger, job_events, jobs, make_engine, moderation_audits, users
+from infra.db import (
+    api_keys,
+    config_changes,
+    config_overrides,
+    credit_ledger,
+    job_events,
+    jobs,
+    make_engine,
+    moderation_audits,
+    orders,
+    sms_codes,
+    users,
+)
 from infra.embedded import EmbeddedRedis, EmbeddedS3, free_port
 from infra.migrate import upgrade
 from infra.resources import Resources
@@ -37,10 +49,11 @@ from vendors.sim.kie import KieSim
 from vendors.sim.runninghub import RunningHubSim
 from vendors.sim.samples import SampleImages
 from vendors.sim.tencent_ci import TencentCiSim
+from vendors.sim.tencent_sms import SmsSim
 from vendors.sim.wechat import WechatSim
 from workers import broker as workers_broker
 from workers import runtime
-from workers.boot import moderation_platforms, vendor_clients
+from workers.boot import moderation_platforms, sms_client, vendor_clients
 
 
 @pytest.fixture(scope="session")
@@ -105,6 +118,11 @@ def base_settings(
         douyin_base_url="http://douyin.sim",
         douyin_appid="tt" + uuid.uuid4().hex[:16],
         douyin_secret=Secret(uuid.uuid4().hex),
+        jwt_secret=Secret("jwt-" + uuid.uuid4().hex + uuid.uuid4().hex),
+        sms_base_url="http://sms.sim",
+        sms_sdk_app_id="1400" + str(uuid.uuid4().int)[:6],
+        sms_sign_name="genq",
+        sms_template_id="1000001",
         fetch_allowlist=f"127.0.0.1:{SAMPLES_PORT}",
         retry_waits_s="0,0,0",
         requeue_delay_s=0.05,
@@ -149,7 +167,9 @@ def resources(base_settings: Settings, db: Engine, redis_client: redis.Redis) ->
 
 def _empty(engine: Engine) -> None:
     with engine.begin() as conn:
-        for table in (moderation_audits, job_events, credit_ledger, jobs, api_keys, users):
+        for table in (config_changes, config_overrides, orders, sms_codes, moderation_audits, job_events):
+            conn.execute(delete(table))
+        for table in (credit_ledger, jobs, api_keys, users):
             conn.execute(delete(table))
 
 
@@ -218,6 +238,12 @@ def douyin_sim(base_settings: Settings) -> DouyinSim:
 
 
 @pytest.fixture
+def sms_sim(base_settings: Settings) -> SmsSim:
+    secret = base_settings.tencent_secret_key.reveal()
+    return SmsSim(sdk_app_id=base_settings.sms_sdk_app_id, credentials={base_settings.tencent_secret_id: secret})
+
+
+@pytest.fixture
 def sims(
     base_settings: Settings,
     rh_sim: RunningHubSim,
@@ -226,6 +252,7 @@ def sims(
     ci_sim: TencentCiSim,
     wechat_sim: WechatSim,
     douyin_sim: DouyinSim,
+    sms_sim: SmsSim,
 ) -> httpx.MockTransport:
     """Every vendor simulator behind one transport, routed by host as the real hosts would be."""
     by_host = {
@@ -235,6 +262,7 @@ def sims(
         httpx.URL(base_settings.ci_bucket_url).host: ci_sim.handle,
         httpx.URL(base_settings.wechat_base_url).host: wechat_sim.handle,
         httpx.URL(base_settings.douyin_base_url).host: douyin_sim.handle,
+        httpx.URL(base_settings.sms_base_url).host: sms_sim.handle,
     }
     return httpx.MockTransport(lambda request: by_host[request.url.host](request))
 
@@ -250,9 +278,12 @@ def runtime_(resources: Resources, sims: httpx.MockTransport) -> Iterator[runtim
         storage=resources.storage,
         vendors=vendor_clients(resources.settings, resources.jobs, transport=sims),
         downloads=httpx.Client(transport=sims),
-        policy=runtime.Policy.from_settings(resources.settings),
+        policy=runtime.Policy.from_settings(resources.settings, resources.config),
         audits=resources.audits,
         moderation=moderation_platforms(resources.settings, RedisTokenCache(resources.redis), transport=sims),
+        membership=resources.membership,
+        login=resources.login,
+        sms=sms_client(resources.settings, transport=sims),
         rng=random.Random(3),
     )
     yield runtime.install(rt)

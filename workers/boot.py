@@ -27,6 +27,7 @@ from vendors.kie import KieClient
 from vendors.moderation import ModerationPlatform, TokenCache
 from vendors.runninghub import RunningHubClient
 from vendors.tencent_ci import TencentCiClient
+from vendors.tencent_sms import SmsClient
 from vendors.wechat_sec import WechatModeration
 from workers import broker, maintenance, runtime
 
@@ -113,9 +114,25 @@ def build_runtime(resources: Resources) -> runtime.Runtime:
         storage=resources.storage,
         vendors=vendor_clients(settings, resources.jobs),
         downloads=httpx.Client(timeout=httpx.Timeout(settings.vendor_timeout_s, connect=5.0), follow_redirects=True),
-        policy=runtime.Policy.from_settings(settings),
+        policy=runtime.Policy.from_settings(settings, resources.config),
         audits=resources.audits,
         moderation=moderation_platforms(settings, RedisTokenCache(resources.redis)),
+        membership=resources.membership,
+        login=resources.login,
+        sms=sms_client(settings),
+    )
+
+
+def sms_client(settings: Settings, *, transport: httpx.BaseTransport | None = None) -> SmsClient | None:
+    if not (settings.tencent_secret_id and settings.tencent_secret_key and settings.sms_sdk_app_id):
+        return None
+    return SmsClient(
+        httpx.Client(base_url=settings.sms_base_url, timeout=httpx.Timeout(10.0), transport=transport),
+        secret_id=settings.tencent_secret_id,
+        secret_key=settings.tencent_secret_key.reveal(),
+        sdk_app_id=settings.sms_sdk_app_id,
+        sign_name=settings.sms_sign_name,
+        template_id=settings.sms_template_id,
     )
 
 

@@ -8,6 +8,8 @@ failing after that, and permanent errors, fail the job and refund it. A worker t
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import structlog
 
 from domain.jobs import Job
@@ -19,6 +21,7 @@ from workers.broker import actor
 from workers.lifecycle import claim, dispatch, finish
 
 log = structlog.get_logger()
+UPLOAD_URL_TTL_S = 86_400
 
 
 @actor(queue_name="generation", max_retries=3, time_limit=180_000)
@@ -41,6 +44,7 @@ def submit_job(job_id: str) -> None:
 
 def _submit(job: Job) -> None:
     rt = runtime.get()
+    job = _with_upload_url(job)
     try:
         vendor = rt.vendor(job)
         request = kinds.request(job, rt.settings, rt.rng)
@@ -62,6 +66,21 @@ def _submit(job: Job) -> None:
 
     job = rt.jobs.get(job.id) or job
     dispatch(polling.poll_job, job.id, delay_ms=rt.policy.poll_delay_ms(job, rt.now()))
+
+
+def _with_upload_url(job: Job) -> Job:
+    """A direct upload becomes a signed URL into our storage that the vendor can fetch.
+
+    It is written into the job's input once, so every later step (CI's deferred fetch among
+    them) sees the very URL that was submitted.
+    """
+    key = job.input.get("upload_key")
+    if not key or job.input.get("image_url"):
+        return job
+    rt = runtime.get()
+    job_input = {**job.input, "image_url": rt.storage.signed_url(key, ttl_s=UPLOAD_URL_TTL_S)}
+    rt.jobs.set_input(job.id, job_input)
+    return replace(job, input=job_input)
 
 
 def _requeue(job: Job, reason: str) -> None:

@@ -92,6 +92,7 @@ class ModerationInput:
     text: str | None = None
     url: str | None = None
     base64: str | None = None
+    upload_key: str | None = None
 
 
 def moderation_inputs(job: Job) -> list[ModerationInput]:
@@ -108,4 +109,6 @@ def moderation_inputs(job: Job) -> list[ModerationInput]:
             found.append(ModerationInput(ItemKind.IMAGE, url=holder["image_url"]))
         elif holder.get("image_base64"):
             found.append(ModerationInput(ItemKind.IMAGE, base64=holder["image_base64"]))
+        elif holder.get("upload_key"):
+            found.append(ModerationInput(ItemKind.IMAGE, upload_key=holder["upload_key"]))
     return found

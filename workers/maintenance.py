@@ -21,11 +21,13 @@ import structlog
 from domain.jobs import Job
 from domain.jobs import JobStatus as S
 from infra import metrics
-from workers import archiving, generation, moderation, polling, refunds, runtime
+from workers import accounts, archiving, generation, moderation, polling, refunds, runtime
 from workers.lifecycle import dispatch
 
 log = structlog.get_logger()
 LOCK_KEY = "genq:maintenance:reconcile"
+SWEEP_KEY = "genq:maintenance:membership-sweep"
+SWEEP_EVERY_S = 86_400
 
 _REDRIVE: Mapping[S, dramatiq.Actor[Any, Any]] = {
     S.PENDING_AUDIT: moderation.check_job,
@@ -76,11 +78,14 @@ def _redrive(job: Job) -> int:
 
 
 def run_periodically(stop: threading.Event, client: redis.Redis) -> None:
-    """The maintenance loop: reconcile every interval, one process at a time cluster-wide."""
+    """The maintenance loop: reconcile every interval, and sweep lapsed memberships daily (SPEC §4,
+    §10), each one process at a time cluster-wide."""
     interval = runtime.get().settings.reconcile_interval_s
     while not stop.wait(interval):
         try:
             if client.set(LOCK_KEY, "1", nx=True, px=max(int(interval * 1000) - 50, 1)):
                 reconcile()
-        except Exception:
-            log.exception("reconcile_failed")
+            if client.set(SWEEP_KEY, "1", nx=True, ex=SWEEP_EVERY_S):
+                accounts.sweep_memberships()
+        except Exception:  # keep the loop alive through Redis or database blips
+            log.exception("maintenance_failed")

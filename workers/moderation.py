@@ -65,18 +65,20 @@ def _check(job: Job, platform: ModerationPlatform, audit: Audit, given: kinds.Mo
             _send_verdict(platform.name, audit.platform_task_id, pulled)
             return
         audit = rt.audits.again(audit, now=rt.now())  # no query, or no answer yet: submit again
-    item = CheckItem(given.kind, given.text or given.url or _stored_url(job, audit.item_no, given.base64 or ""))
+    item = CheckItem(given.kind, given.text or given.url or _image_url(job, audit.item_no, given))
     submission = rt.retrying(platform.name, "moderation", lambda: platform.submit(item, reference=audit.id))
     rt.audits.submitted(audit.id, submission.platform_task_id, now=rt.now())
     if submission.verdict is not None:  # answered in the call: delivered like a push
         _send_verdict(platform.name, submission.platform_task_id, submission.verdict)
 
 
-def _stored_url(job: Job, item_no: int, data: str) -> str:
-    """A base64 image goes to our storage; the platform fetches it from a short-lived signed URL."""
+def _image_url(job: Job, item_no: int, given: kinds.ModerationInput) -> str:
+    """Uploads and base64 images are in (or go to) our storage; the platform fetches a signed URL."""
     rt = runtime.get()
-    key = f"inputs/{job.user_id}/{job.id}/{item_no}.img"
-    rt.storage.upload(key, io.BytesIO(base64.b64decode(data)), content_type="application/octet-stream")
+    key = given.upload_key
+    if key is None:
+        key = f"inputs/{job.user_id}/{job.id}/{item_no}.img"
+        rt.storage.upload(key, io.BytesIO(base64.b64decode(given.base64 or "")), content_type="image/*")
     return rt.storage.signed_url(key, ttl_s=INPUT_URL_TTL_S)
 
 

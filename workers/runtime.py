@@ -20,12 +20,16 @@ from domain.polling import PollSchedule
 from infra import catalog, metrics
 from infra.accounts import Accounts
 from infra.audits import AuditStore
+from infra.config_store import ConfigStore
 from infra.jobstore import JobStore
+from infra.login import LoginCodes
+from infra.orders import Membership
 from infra.settings import Settings
 from infra.slots import Slots
 from infra.storage import Storage
 from vendors.base import GenerationVendor, VendorError, VendorRejected, VendorUnavailable
 from vendors.moderation import ModerationPlatform
+from vendors.tencent_sms import SmsClient
 
 T = TypeVar("T")
 
@@ -35,6 +39,11 @@ class Policy:
     """Scheduling numbers, read from settings: retry waits, back-pressure delay, limits, polling."""
 
     settings: Settings
+    config: ConfigStore | None = None  # admin overrides, applied to the next job without a restart
+
+    @property
+    def current(self) -> Settings:
+        return self.config.effective(self.settings) if self.config is not None else self.settings
 
     @property
     def retry_waits_s(self) -> tuple[float, ...]:
@@ -46,18 +55,18 @@ class Policy:
         return int(base * random.uniform(0.8, 1.2))
 
     def limit_for(self, job: Job) -> int:
-        return catalog.job_limit(self.settings, job.kind, job.input)
+        return catalog.job_limit(self.current, job.kind, job.input)
 
     def schedule_for(self, job: Job) -> PollSchedule:
-        return catalog.poll_schedule(self.settings, job.kind, job.input)
+        return catalog.poll_schedule(self.current, job.kind, job.input)
 
     def poll_delay_ms(self, job: Job, now: datetime) -> int:
         since = job.processing_at or job.created_at
         return int(self.schedule_for(job).interval((now - since).total_seconds()) * 1000)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Policy:
-        return cls(settings)
+    def from_settings(cls, settings: Settings, config: ConfigStore | None = None) -> Policy:
+        return cls(settings, config)
 
 
 @dataclass
@@ -72,6 +81,9 @@ class Runtime:
     policy: Policy
     audits: AuditStore
     moderation: Mapping[str, ModerationPlatform]
+    membership: Membership
+    login: LoginCodes | None = None
+    sms: SmsClient | None = None
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     rng: random.Random = field(default_factory=random.Random)
 

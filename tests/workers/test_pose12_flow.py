@@ -6,6 +6,7 @@ import io
 import json
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import dramatiq
 import httpx
@@ -195,3 +196,20 @@ def _metric(api: Client, series: str) -> float:
         if line.startswith(series + " "):
             return float(line.split()[-1])
     return 0.0
+
+
+def test_a_limit_an_admin_lowers_applies_to_the_next_jobs_without_a_restart(
+    api: Client, resources: Resources, worker: dramatiq.Worker, rh_sim: RunningHubSim
+) -> None:
+    admin = resources.accounts.create_user("100", 0, now=datetime.now(UTC), role="admin")
+    user = make_user(resources, credits=4)
+
+    changed = api.put("/v1/admin/config/runninghub_concurrency", json={"value": "1"}, headers=auth(admin))
+    ids = submit(api, auth(user), n=4)
+    finished = [terminal_job(resources, job_id, timeout_s=60) for job_id in ids]
+
+    assert changed.status_code == 200, changed.text
+    assert {job.status for job in finished} == {JobStatus.SUCCEEDED}
+    assert rh_sim.max_concurrent(resources.settings.runninghub_api_key.reveal()) == 1
+    [change] = api.get("/v1/admin/config/changes", headers=auth(admin)).json()
+    assert (change["old_value"], change["new_value"], change["changed_by"]) == ("3", "1", admin.user_id)
