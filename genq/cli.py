@@ -60,7 +60,13 @@ def _users_create(settings: Settings, args: argparse.Namespace) -> None:
     from infra.accounts import Accounts
     from infra.db import make_engine
 
-    created = Accounts(make_engine(settings)).create_user(args.phone, args.credits, now=datetime.now(UTC))
+    created = Accounts(make_engine(settings)).create_user(
+        args.phone,
+        args.credits,
+        now=datetime.now(UTC),
+        role="admin" if args.admin else "user",
+        moderation_platform=args.moderation_platform,
+    )
     print(json.dumps({"user_id": created.user_id, "api_key": created.api_key}))
 
 
@@ -94,6 +100,8 @@ def _parser() -> argparse.ArgumentParser:
     create = users.add_parser("create", help="create a user and print its API key (shown once)")
     create.add_argument("--phone", required=True)
     create.add_argument("--credits", type=int, default=0)
+    create.add_argument("--admin", action="store_true", help="give the admin role (the admin API)")
+    create.add_argument("--moderation-platform", choices=("wechat", "douyin"), help="this user's moderation platform")
     create.set_defaults(handler=_users_create)
 
     sub.add_parser("run", help="everything at once, on embedded defaults").set_defaults(handler=_run)

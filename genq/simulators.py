@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
+from typing import Protocol
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 
 from infra.serving import ServerThread
 from infra.settings import Settings
@@ -16,9 +20,11 @@ from vendors.sim.common import asgi_app
 from vendors.sim.douyin import DouyinSim
 from vendors.sim.hunyuan3d import Hunyuan3DSim
 from vendors.sim.kie import KieSim
+from vendors.sim.payments import AlipaySim, WechatPaySim
 from vendors.sim.runninghub import RunningHubSim
 from vendors.sim.samples import SampleImages
 from vendors.sim.tencent_ci import TencentCiSim
+from vendors.sim.tencent_sms import SmsSim
 from vendors.sim.wechat import WechatSim
 
 
@@ -28,14 +34,15 @@ class Simulators:
     env: dict[str, str]  # the settings that point every vendor client at its simulator
     kie: KieSim
     wechat: WechatSim
+    tickers: list[Ticking] = field(default_factory=list)
     stopped: list[str] = field(default_factory=list)
 
     def urls(self) -> dict[str, str]:
         return {name: server.url for name, server in self.servers.items()}
 
     def stop(self) -> None:
-        self.kie.stop_ticker()
-        self.wechat.stop_ticker()
+        for sim in self.tickers:
+            sim.stop_ticker()
         for name, server in self.servers.items():
             server.stop()
             self.stopped.append(name)
@@ -59,6 +66,13 @@ def start(settings: Settings, host: str = "127.0.0.1") -> Simulators:
     )
     dy_appid = settings.douyin_appid or "tt" + secrets.token_hex(8)
     dy_secret = settings.douyin_secret.reveal() or secrets.token_hex(16)
+    sms_app = settings.sms_sdk_app_id or "1400" + str(secrets.randbelow(10**6)).zfill(6)
+    sms = SmsSim(sdk_app_id=sms_app, credentials={secret_id: secret_key})
+    wxpay = WechatPaySim(mchid=settings.wechatpay_mchid or "1900000109", appid=settings.wechatpay_appid or wx_appid)
+    alipay = AlipaySim(app_id=settings.alipay_app_id or "2021" + str(secrets.randbelow(10**12)).zfill(12))
+    if settings.sim_auto_pay_s > 0:
+        wxpay.configure(auto_pay_after_s=settings.sim_auto_pay_s)
+        alipay.configure(auto_pay_after_s=settings.sim_auto_pay_s)
     handlers = {
         "runninghub": (RunningHubSim(api_keys=[rh_key]).handle, settings.sim_runninghub_port),
         "hunyuan3d": (Hunyuan3DSim(credentials={secret_id: secret_key}).handle, settings.sim_hunyuan3d_port),
@@ -67,6 +81,9 @@ def start(settings: Settings, host: str = "127.0.0.1") -> Simulators:
         "samples": (SampleImages().handle, settings.sim_samples_port),
         "wechat": (wechat.handle, settings.sim_wechat_port),
         "douyin": (DouyinSim(appid=dy_appid, secret=dy_secret).handle, settings.sim_douyin_port),
+        "sms": (sms.handle, settings.sim_sms_port),
+        "wechatpay": (wxpay.handle, settings.sim_wechatpay_port),
+        "alipay": (alipay.handle, settings.sim_alipay_port),
     }
     servers: dict[str, ServerThread] = {}
     try:
@@ -76,8 +93,9 @@ def start(settings: Settings, host: str = "127.0.0.1") -> Simulators:
         for server in servers.values():
             server.stop()
         raise
-    kie.start_ticker()  # delivers due callbacks
-    wechat.start_ticker()  # delivers due verdict pushes
+    tickers: list[Ticking] = [kie, wechat, wxpay, alipay]
+    for sim in tickers:  # deliver due callbacks, pushes and payment notifications
+        sim.start_ticker()
     allow = ",".join(filter(None, [settings.fetch_allowlist, f"{host}:{settings.sim_samples_port}"]))
     env = {
         "RUNNINGHUB_BASE_URL": servers["runninghub"].url,
@@ -99,5 +117,39 @@ def start(settings: Settings, host: str = "127.0.0.1") -> Simulators:
         "DOUYIN_BASE_URL": servers["douyin"].url,
         "DOUYIN_APPID": dy_appid,
         "DOUYIN_SECRET": dy_secret,
+        "SMS_BASE_URL": servers["sms"].url,
+        "SMS_SDK_APP_ID": sms_app,
+        "SMS_SIGN_NAME": settings.sms_sign_name or "genq",
+        "SMS_TEMPLATE_ID": settings.sms_template_id or "1000001",
+        "JWT_SECRET": settings.jwt_secret.reveal() or secrets.token_urlsafe(48),
+        "PUBLIC_BASE_URL": settings.public_base_url or api,
+        "WECHATPAY_BASE_URL": servers["wechatpay"].url,
+        "WECHATPAY_MCHID": wxpay.mchid,
+        "WECHATPAY_APPID": wxpay.appid,
+        "WECHATPAY_SERIAL_NO": wxpay.merchant_serial,
+        "WECHATPAY_PRIVATE_KEY": private_pem(wxpay.merchant_private_key),
+        "WECHATPAY_PUBLIC_KEY": public_pem(wxpay.public_key),
+        "WECHATPAY_PUBLIC_KEY_ID": wxpay.serial,
+        "WECHATPAY_API_V3_KEY": wxpay.api_v3_key,
+        "ALIPAY_BASE_URL": servers["alipay"].url,
+        "ALIPAY_APP_ID": alipay.app_id,
+        "ALIPAY_PRIVATE_KEY": private_pem(alipay.app_private_key),
+        "ALIPAY_PUBLIC_KEY": public_pem(alipay.alipay_public_key),
     }
-    return Simulators(servers, env, kie, wechat)
+    return Simulators(servers, env, kie, wechat, tickers)
+
+
+class Ticking(Protocol):
+    def start_ticker(self) -> None: ...
+
+    def stop_ticker(self) -> None: ...
+
+
+def private_pem(key: RSAPrivateKey) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+def public_pem(key: RSAPublicKey) -> str:
+    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()

@@ -28,6 +28,11 @@ from infra.settings import Settings
 
 SERVICE_VARS = ("DATABASE_URL", "REDIS_URL", "S3_ENDPOINT_URL")
 VENDOR_PREFIXES = (
+    "SMS_",
+    "WECHATPAY_",
+    "ALIPAY_",
+    "JWT_",
+    "PUBLIC_BASE_URL",
     "RUNNINGHUB_",
     "KIE_",
     "TENCENT_",
@@ -85,11 +90,23 @@ def _run_stack(tmp_path: Path, *, external: bool, **extra: str) -> Iterator[Stac
         "API_PORT": str(free_port()),
         **{
             f"SIM_{name}_PORT": str(free_port())
-            for name in ("RUNNINGHUB", "HUNYUAN3D", "KIE", "CI", "SAMPLES", "WECHAT", "DOUYIN")
+            for name in (
+                "RUNNINGHUB",
+                "HUNYUAN3D",
+                "KIE",
+                "CI",
+                "SAMPLES",
+                "WECHAT",
+                "DOUYIN",
+                "SMS",
+                "WECHATPAY",
+                "ALIPAY",
+            )
         },
         "EMBEDDED_REDIS_PORT": str(free_port()),
         "EMBEDDED_S3_PORT": str(free_port()),
         "POLL_SCHEDULE_IMAGE": "0:0.3",
+        "SIM_AUTO_PAY_S": "0.5",
         "LOG_FORMAT": "json",
         **extra,
     }
@@ -210,5 +227,29 @@ def test_with_moderation_on_inputs_are_checked_and_pushes_arrive_over_http(audit
 
     assert {job["status"] for job in first.values()} == {"pending_audit"}
     assert finished == {"clean": "succeeded", "rejected image": "audit_failed", "clean text": "succeeded"}
+    stack.proc.send_signal(signal.SIGINT)
+    assert stack.proc.wait(timeout=60) == 0
+
+
+def test_make_run_logs_in_by_sms_and_pays_orders_by_itself(stack: Stack) -> None:
+    phone = f"+86138{uuid.uuid4().int % 10**8:08d}"
+    assert httpx.post(f"{stack.api}/v1/auth/sms-code", json={"phone": phone}).status_code == 202
+    sms = stack.lines["sim-sms"]
+    deadline = time.monotonic() + 30
+    while (last := httpx.get(f"{sms}/__sim/sms/last", params={"phone": phone})).status_code != 200:
+        assert time.monotonic() < deadline, "no SMS"
+        time.sleep(0.2)
+    tokens = httpx.post(f"{stack.api}/v1/auth/login", json={"phone": phone, "code": last.json()["code"]}).json()
+    headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+
+    order = httpx.post(f"{stack.api}/v1/orders", json={"plan": "pro", "channel": "wechat"}, headers=headers).json()
+    deadline = time.monotonic() + 30
+    while httpx.get(f"{stack.api}/v1/orders/{order['id']}", headers=headers).json()["status"] != "paid":
+        assert time.monotonic() < deadline, "the order was not paid"
+        time.sleep(0.2)
+    member = httpx.get(f"{stack.api}/v1/membership", headers=headers).json()
+
+    assert order["payment"]["code_url"].startswith("weixin://")
+    assert member["member"] is True and member["credits"] == 100
     stack.proc.send_signal(signal.SIGINT)
     assert stack.proc.wait(timeout=60) == 0
