@@ -42,9 +42,11 @@ class Money:
     alipay: AlipaySim
     answers: list[tuple[str, int, str]] = field(default_factory=list)  # (channel, status, body) per delivery
     forward: bool = True
+    lost: list[tuple[str, dict[str, str], bytes]] = field(default_factory=list)  # what did not arrive
 
     def deliver(self, channel: str, url: str, headers: dict[str, str], body: bytes) -> tuple[int, str]:
         if not self.forward:
+            self.lost.append((url, headers, body))
             return 0, ""  # the notification is lost on the way
         resp = self.api.post(httpx.URL(url).path, content=body, headers=headers)
         self.answers.append((channel, resp.status_code, resp.text))
@@ -362,3 +364,53 @@ def test_the_first_loop_login_buy_pay_run_and_refund(
     assert [kind for _, kind, _ in resources.accounts.ledger(user.id)] == ["grant", "charge", "charge", "refund"]
     assert resources.accounts.ledger_sum(user.id) == 99
     assert membership(money, headers)["member"] is True
+
+
+@pytest.mark.parametrize("channel", ["wechat", "alipay"])
+def test_a_notification_whose_body_was_tampered_with_is_refused(
+    money: Money, resources: Resources, channel: str
+) -> None:
+    user = make_user(resources, credits=0)
+    order = buy(money, auth(user), channel)
+    (money.wechat if channel == "wechat" else money.alipay).configure(retry_schedule_s=[])
+    money.forward = False  # hold what the channel sent, then deliver it altered
+    pay(money, order)
+    url, headers, body = money.lost[0]
+
+    if channel == "wechat":
+        forged = body.replace(b'"summary"', b'"summary_"')  # any byte changed breaks the signature
+    else:
+        forged = body.replace(b"total_amount=99.00", b"total_amount=0.01")
+    resp = money.api.post(httpx.URL(url).path, content=forged, headers=headers)
+
+    assert forged != body
+    assert resp.status_code in (400, 401)
+    assert resources.accounts.balance(user.user_id) == 0
+
+
+def test_an_amount_mismatch_is_refused_and_logged(money: Money, resources: Resources) -> None:
+    from structlog.testing import capture_logs
+
+    money.wechat.configure(retry_schedule_s=[], amount_override=1)
+    user = make_user(resources, credits=0)
+    order = buy(money, auth(user), "wechat")
+
+    with capture_logs() as logs:
+        pay(money, order)
+
+    assert [a[1] for a in money.answers] == [400]
+    assert any(e["event"] == "payment_amount_mismatch" and e["order_id"] == order["id"] for e in logs)
+    assert resources.accounts.balance(user.user_id) == 0
+
+
+def test_auth_endpoints_are_rate_limited_per_ip(money: Money, resources: Resources) -> None:
+    resources.settings = resources.settings.with_(rate_auth_per_minute_ip=3)
+
+    statuses = [
+        money.api.post("/v1/auth/login", json={"phone": f"1380013800{i}", "code": "123456"}).status_code
+        for i in range(4)
+    ]
+    blocked = money.api.post("/v1/auth/sms-code", json={"phone": "13800138009"})
+
+    assert statuses == [401, 401, 401, 429]
+    assert blocked.status_code == 429 and int(blocked.headers["Retry-After"]) >= 1
