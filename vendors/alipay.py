@@ -10,7 +10,9 @@ Gateway (`AlipayClient`): requests are signed the same way with the app private 
 dropped: `sign_type` is signed too). An answer is `{"<method>_response": {...}, "sign": "..."}`
 whose `sign` covers the exact JSON text of the response node, so it is verified on the raw bytes
 before anything is parsed. A value is only returned from a signed answer; errors raise either way.
-`page_pay` makes no call: it builds the signed cashier URL the payer's browser opens.
+`precreate` (face-to-face QR, `alipay.trade.precreate`) is a server-side call: Alipay records the
+order at once and answers the `qr_code` the payer scans. `page_pay` makes no call: it builds the
+signed cashier URL the payer's browser opens, and Alipay learns of the order only when it is opened.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ ACK: Final = "success"
 NACK: Final = "fail"
 QUERY_METHOD: Final = "alipay.trade.query"
 PAGE_PAY_METHOD: Final = "alipay.trade.page.pay"
+PRECREATE_METHOD: Final = "alipay.trade.precreate"
 TRADE_NOT_EXIST: Final = "ACQ.TRADE_NOT_EXIST"
 PAID: Final = frozenset({"TRADE_SUCCESS", "TRADE_FINISHED"})
 """The trade states that grant (§8.2); TRADE_CLOSED and WAIT_BUYER_PAY never do."""
@@ -124,7 +127,8 @@ def trade_of(data: Mapping[str, object], *, app_id: str) -> AlipayTrade:
 
 
 class AlipayClient:
-    """`alipay.trade.query` (re-check for a lost notify) and the `alipay.trade.page.pay` URL."""
+    """`alipay.trade.query` (re-check for a lost notify), `alipay.trade.precreate` (a QR order made
+    server-side) and the `alipay.trade.page.pay` URL."""
 
     name = VENDOR
 
@@ -148,16 +152,40 @@ class AlipayClient:
 
     def page_pay(self, out_trade_no: str, total_yuan: Decimal, subject: str, notify_url: str) -> str:
         """The signed cashier URL (computer-website payment) genq hands the payer; no call is made."""
-        if total_yuan.quantize(CENT) != total_yuan or not CENT <= total_yuan <= 100_000_000:
-            raise ValueError("total_yuan must be 0.01..100000000 with at most two decimals")
-        biz = {"out_trade_no": out_trade_no, "total_amount": f"{total_yuan.quantize(CENT):f}",
-               "subject": subject, "product_code": "FAST_INSTANT_TRADE_PAY"}  # fmt: skip
+        biz = {**_order_biz(out_trade_no, total_yuan, subject), "product_code": "FAST_INSTANT_TRADE_PAY"}
         params = self._signed(PAGE_PAY_METHOD, biz, notify_url=notify_url)
         return str(self._http.build_request("GET", GATEWAY_PATH, params=params).url)
 
+    def precreate(self, out_trade_no: str, total_yuan: Decimal, subject: str, notify_url: str) -> dict[str, str]:
+        """Create the order at Alipay now (face-to-face QR); `{"qr_code", "out_trade_no"}` from a
+        signed success. Transient gateway codes raise VendorUnavailable, others VendorRejected."""
+        biz = _order_biz(out_trade_no, total_yuan, subject)
+        node, signed = self._call(PRECREATE_METHOD, biz, notify_url=notify_url)
+        code, sub_code = str(node.get("code", "")), str(node.get("sub_code", ""))
+        if code != "10000":
+            raise _error(code, sub_code, node.get("sub_msg") or node.get("msg"))
+        if not signed:
+            raise VendorProtocolError(VENDOR, "unsigned_response")
+        qr_code, answered = node.get("qr_code"), node.get("out_trade_no")
+        if not isinstance(qr_code, str) or not qr_code or answered != out_trade_no:
+            raise VendorProtocolError(VENDOR, "bad_precreate", "qr_code missing or out_trade_no not ours")
+        return {"qr_code": qr_code, "out_trade_no": out_trade_no}
+
     def query(self, out_trade_no: str) -> AlipayTrade | None:
-        """The trade as Alipay knows it now; None while it does not exist (never opened, or unknown)."""
-        params = self._signed(QUERY_METHOD, {"out_trade_no": out_trade_no})
+        """The trade as Alipay knows it now; None while it does not exist (a page.pay URL never
+        opened, a precreated QR order not paid yet in the simulator, or unknown)."""
+        node, signed = self._call(QUERY_METHOD, {"out_trade_no": out_trade_no})
+        code, sub_code = str(node.get("code", "")), str(node.get("sub_code", ""))
+        if code == "10000" or sub_code == TRADE_NOT_EXIST:
+            if not signed:
+                raise VendorProtocolError(VENDOR, "unsigned_response")
+            return None if code != "10000" else self._trade(node)
+        raise _error(code, sub_code, node.get("sub_msg") or node.get("msg"))
+
+    def _call(self, method: str, biz: Mapping[str, str], **extra: str) -> tuple[dict[str, object], bool]:
+        """POST the signed request to the gateway: the answer's response node and whether it was
+        signed (a wrong signature raises); transport and HTTP failures are classified here."""
+        params = self._signed(method, biz, **extra)
         try:
             resp = self._http.post(GATEWAY_PATH, data=params)
         except httpx.TransportError as exc:
@@ -166,13 +194,7 @@ class AlipayClient:
             raise VendorUnavailable(VENDOR, f"http_{resp.status_code}")
         if resp.is_error:
             raise VendorRejected(VENDOR, f"http_{resp.status_code}")
-        node, signed = self._answer(resp.content, QUERY_METHOD)
-        code, sub_code = str(node.get("code", "")), str(node.get("sub_code", ""))
-        if code == "10000" or sub_code == TRADE_NOT_EXIST:
-            if not signed:
-                raise VendorProtocolError(VENDOR, "unsigned_response")
-            return None if code != "10000" else self._trade(node)
-        raise _error(code, sub_code, node.get("sub_msg") or node.get("msg"))
+        return self._answer(resp.content, method)
 
     def _trade(self, node: Mapping[str, object]) -> AlipayTrade:
         try:
@@ -219,6 +241,13 @@ class AlipayClient:
 
 
 # --- helpers ---------------------------------------------------------------------------------------
+
+
+def _order_biz(out_trade_no: str, total_yuan: Decimal, subject: str) -> dict[str, str]:
+    """The `biz_content` an order starts with; ValueError unless 0.01..100000000 yuan in cents."""
+    if not total_yuan.is_finite() or total_yuan.quantize(CENT) != total_yuan or not CENT <= total_yuan <= 100_000_000:
+        raise ValueError("total_yuan must be 0.01..100000000 with at most two decimals")
+    return {"out_trade_no": out_trade_no, "total_amount": f"{total_yuan.quantize(CENT):f}", "subject": subject}
 
 
 def _node_text(text: str, name: str, node: object) -> str | None:

@@ -1,5 +1,6 @@
 """Alipay: notifies from AlipaySim verified (RSA2) and parsed; the sender's retries until exactly
-`success`; AlipayClient's page.pay URL and signed trade query against the simulator; and loopback."""
+`success`; AlipayClient's page.pay URL, signed precreate (QR) and trade query against the simulator;
+and loopback."""
 
 from __future__ import annotations
 
@@ -113,10 +114,10 @@ def parse(sim: AlipaySim, form: Mapping[str, str]) -> AlipayTrade:
     return parse_notify(form, alipay_public_key=sim.alipay_public_key, app_id=APP_ID)
 
 
-def signed_answer(key: RSAPrivateKey, node_text: str) -> bytes:
+def signed_answer(key: RSAPrivateKey, node_text: str, name: str = "alipay_trade_query_response") -> bytes:
     """A gateway answer signed by the test's own key over `node_text` exactly as written."""
     sign = base64.b64encode(key.sign(node_text.encode(), padding.PKCS1v15(), hashes.SHA256())).decode()
-    return f'{{\n  "alipay_trade_query_response": {node_text},\n  "sign": "{sign}"\n}}'.encode()
+    return f'{{\n  "{name}": {node_text},\n  "sign": "{sign}"\n}}'.encode()
 
 
 # --- notifies ----------------------------------------------------------------------------------------
@@ -294,10 +295,13 @@ def test_a_cashier_url_with_a_changed_amount_is_refused(ali_sim, ali, ali_http) 
     assert ali_sim.stats()["orders"] == 0
 
 
-@pytest.mark.parametrize("amount", ["0", "0.001", "-1"])
-def test_page_pay_refuses_impossible_amounts(ali, amount) -> None:
+@pytest.mark.parametrize("amount", ["0", "0.001", "-1", "100000000.01", "NaN", "Infinity"])
+@pytest.mark.parametrize("method", ["page_pay", "precreate"])
+def test_impossible_amounts_are_refused_before_any_call(ali_sim, ali, method, amount) -> None:
     with pytest.raises(ValueError):
-        ali.page_pay(ORDER, Decimal(amount), "genq", NOTIFY_URL)
+        getattr(ali, method)(ORDER, Decimal(amount), "genq", NOTIFY_URL)
+
+    assert ali_sim.calls == []
 
 
 def test_query_round_trip_returns_the_paid_state(ali_sim, ali_http, ali, inbox) -> None:
@@ -388,6 +392,199 @@ def test_a_system_error_is_unavailable(ali_sim, clock, other_key) -> None:
         client_for(http, ali_sim, clock, alipay_public_key=other_key.public_key()).query(ORDER)
 
     assert info.value.code == "alipay_isp.unknow-error"
+
+
+# --- precreate (face-to-face QR): the order exists at Alipay as soon as genq creates it --------------
+
+SUBJECT = "genq pro membership"
+PRECREATE_NODE = "alipay_trade_precreate_response"
+
+
+def precreate(client: AlipayClient, out_trade_no: str = ORDER) -> dict[str, str]:
+    return client.precreate(out_trade_no, PRICE, SUBJECT, NOTIFY_URL)
+
+
+def test_precreate_request_is_signed_rsa2_by_the_app_key(ali_sim, clock) -> None:
+    """The request, checked here by the documented rule (only `sign` dropped, sorted, `k=v&`)."""
+    sent: list[httpx.Request] = []
+
+    def recording(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return ali_sim.handle(request)
+
+    with httpx.Client(transport=httpx.MockTransport(recording), base_url=GATEWAY) as http:
+        answer = precreate(client_for(http, ali_sim, clock))
+
+    params = dict(parse_qsl(sent[0].content.decode(), keep_blank_values=True))
+    content = "&".join(f"{k}={v}" for k, v in sorted(params.items()) if k != "sign" and v).encode()
+    ali_sim.app_private_key.public_key().verify(
+        base64.b64decode(params["sign"]), content, padding.PKCS1v15(), hashes.SHA256()
+    )
+    assert (sent[0].method, sent[0].url.path) == ("POST", "/gateway.do")
+    assert (params["method"], params["sign_type"], params["notify_url"]) == (
+        "alipay.trade.precreate", "RSA2", NOTIFY_URL,
+    )  # fmt: skip
+    assert json.loads(params["biz_content"]) == {"out_trade_no": ORDER, "total_amount": "99.00", "subject": SUBJECT}
+    assert answer["out_trade_no"] == ORDER
+
+
+def test_precreate_round_trip_then_auto_pay(ali_sim, ali, inbox, clock) -> None:
+    """The simulator records the order at precreate and auto-pays it `auto_pay_after_s` later. Until
+    then `query` is None: the simulator answers ACQ.TRADE_NOT_EXIST (as Alipay does for a QR nobody
+    has scanned yet) and has no WAIT_BUYER_PAY state."""
+    ali_sim.configure(auto_pay_after_s=5)
+
+    answer = precreate(ali)
+    unpaid = ali.query(ORDER)
+    clock.advance(4.5)
+    early = ali_sim.tick()
+    clock.advance(0.5)
+    ali_sim.tick()
+    trade = parse(ali_sim, inbox.form())
+    paid = ali.query(ORDER)
+
+    assert set(answer) == {"qr_code", "out_trade_no"} and answer["out_trade_no"] == ORDER
+    assert answer["qr_code"].startswith("https://qr.alipay.com/") and len(answer["qr_code"]) > 25
+    assert unpaid is None and early == 0
+    assert inbox.received[0][0] == NOTIFY_URL and [d.acknowledged for d in ali_sim.deliveries] == [True]
+    assert (trade.out_trade_no, trade.trade_status, trade.total_amount) == (ORDER, "TRADE_SUCCESS", PRICE)
+    assert inbox.form()["subject"] == SUBJECT
+    assert paid is not None and (paid.trade_status, paid.trade_no, paid.total_amount) == (
+        "TRADE_SUCCESS", trade.trade_no, PRICE,
+    )  # fmt: skip
+    methods = [call.body["method"] for call in ali_sim.calls]
+    assert methods == ["alipay.trade.precreate", "alipay.trade.query", "alipay.trade.query"]
+    assert ali_sim.stats()["orders"] == 1 and ali_sim.stats()["paid"] == 1
+
+
+def test_precreate_then_pay_now(ali_sim, ali, inbox) -> None:
+    """`pay()` needs nothing but the out_trade_no: amount, subject and notify_url came with precreate."""
+    precreate(ali)
+
+    trade_no = ali_sim.pay(ORDER)
+    ali_sim.tick()
+    queried = ali.query(ORDER)
+
+    assert parse(ali_sim, inbox.form()).trade_no == trade_no
+    assert queried is not None and queried.trade_status == "TRADE_SUCCESS" and queried.total_amount == PRICE
+
+
+def test_precreate_again_answers_the_same_qr_code(ali_sim, ali) -> None:
+    first, second = precreate(ali), precreate(ali)
+    other = precreate(ali, "genq-order-0002")
+
+    assert first == second and other["qr_code"] != first["qr_code"]
+    assert ali_sim.stats()["orders"] == 2
+
+
+def test_without_auto_pay_a_precreated_order_waits(ali_sim, ali, inbox, clock) -> None:
+    precreate(ali)
+    clock.advance(3600)
+
+    assert ali_sim.tick() == 0 and inbox.received == [] and ali.query(ORDER) is None
+
+
+def test_a_tampered_precreate_answer_is_a_protocol_error(ali_sim, clock) -> None:
+    """The simulator's signed answer with the QR code swapped on the way: the sign no longer fits."""
+
+    def tampering(request: httpx.Request) -> httpx.Response:
+        answer = ali_sim.handle(request)
+        return httpx.Response(200, content=answer.content.replace(b"https://qr.alipay.com/", b"https://evil.test/"))
+
+    transport = httpx.MockTransport(tampering)
+    with httpx.Client(transport=transport, base_url=GATEWAY) as http, pytest.raises(VendorProtocolError) as info:
+        precreate(client_for(http, ali_sim, clock))
+
+    assert info.value.code == "bad_response_signature"
+
+
+def test_a_precreate_answer_not_signed_by_alipay_is_a_protocol_error(ali_http, ali_sim, clock, other_key) -> None:
+    with pytest.raises(VendorProtocolError) as info:
+        precreate(client_for(ali_http, ali_sim, clock, alipay_public_key=other_key.public_key()))
+
+    assert info.value.code == "bad_response_signature"
+
+
+@pytest.mark.parametrize(
+    ("node", "code"),
+    [
+        ({"code": "10000", "msg": "Success", "out_trade_no": ORDER, "qr_code": "https://qr.alipay.com/bax1"}, None),
+        ({"code": "10000", "msg": "Success", "out_trade_no": ORDER}, "bad_precreate"),
+        ({"code": "10000", "msg": "Success", "out_trade_no": "genq-order-0002", "qr_code": "x"}, "bad_precreate"),
+    ],
+)
+def test_precreate_answers_are_checked(ali_sim, clock, other_key, node, code) -> None:
+    """Signed with the test's key over its own (pretty) text; a success must carry our order's QR."""
+    answer = signed_answer(other_key, json.dumps(node, indent=1), PRECREATE_NODE)
+    transport = httpx.MockTransport(lambda _: httpx.Response(200, content=answer))
+    with httpx.Client(transport=transport, base_url=GATEWAY) as http:
+        client = client_for(http, ali_sim, clock, alipay_public_key=other_key.public_key())
+        if code is None:
+            assert precreate(client) == {"qr_code": node["qr_code"], "out_trade_no": ORDER}
+            return
+        with pytest.raises(VendorProtocolError) as info:
+            precreate(client)
+
+    assert info.value.code == code
+
+
+def test_an_unsigned_precreate_success_is_a_protocol_error(ali_sim, clock) -> None:
+    node = {"code": "10000", "msg": "Success", "out_trade_no": ORDER, "qr_code": "https://qr.alipay.com/bax1"}
+    transport = httpx.MockTransport(lambda _: httpx.Response(200, json={PRECREATE_NODE: node}))
+    with httpx.Client(transport=transport, base_url=GATEWAY) as http, pytest.raises(VendorProtocolError) as info:
+        precreate(client_for(http, ali_sim, clock))
+
+    assert info.value.code == "unsigned_response"
+
+
+@pytest.mark.parametrize(
+    ("code", "sub_code", "bucket"),
+    [
+        ("20000", "isp.unknow-error", VendorUnavailable),
+        ("40004", "ACQ.SYSTEM_ERROR", VendorUnavailable),
+        ("40004", "ACQ.TOTAL_FEE_EXCEED", VendorRejected),
+        ("40004", "ACQ.ACCESS_FORBIDDEN", VendorRejected),
+    ],
+)
+def test_precreate_error_codes_are_classified(ali_sim, clock, other_key, code, sub_code, bucket) -> None:
+    node = json.dumps({"code": code, "msg": "Business Failed", "sub_code": sub_code, "sub_msg": "出错了"})
+    answer = signed_answer(other_key, node, PRECREATE_NODE)
+    transport = httpx.MockTransport(lambda _: httpx.Response(200, content=answer))
+    with httpx.Client(transport=transport, base_url=GATEWAY) as http, pytest.raises(VendorError) as info:
+        precreate(client_for(http, ali_sim, clock, alipay_public_key=other_key.public_key()))
+
+    assert type(info.value) is bucket and info.value.code == f"alipay_{sub_code}"
+
+
+def test_precreate_errors_from_the_simulator(ali_sim, ali_http, ali, clock, other_key) -> None:
+    """A wrong app key, a changed amount for a known order, and a paid order are all permanent."""
+    failures: list[str] = []
+    attempts = [
+        lambda: precreate(client_for(ali_http, ali_sim, clock, private_key=other_key)),
+        lambda: ali.precreate(ORDER, Decimal("0.01"), SUBJECT, NOTIFY_URL),
+        lambda: (ali_sim.pay(ORDER), precreate(ali)),
+    ]
+    precreate(ali)
+    for attempt in attempts:
+        with pytest.raises(VendorRejected) as info:
+            attempt()
+        failures.append(info.value.code)
+
+    assert failures == [
+        "alipay_isv.invalid-signature",
+        "alipay_ACQ.CONTEXT_INCONSISTENT",
+        "alipay_ACQ.TRADE_HAS_SUCCESS",
+    ]
+
+
+@pytest.mark.parametrize(("kind", "code"), [("http_500", "http_500"), ("transport", "transport")])
+def test_precreate_server_errors_are_unavailable(ali_sim, ali, kind, code) -> None:
+    ali_sim.configure(failure_rate={"/gateway.do": 1.0}, failure_kind=kind)
+
+    with pytest.raises(VendorUnavailable) as info:
+        precreate(ali)
+
+    assert info.value.code == code and ali_sim.stats()["orders"] == 0
 
 
 # --- admin -----------------------------------------------------------------------------------------
@@ -529,3 +726,24 @@ def test_page_pay_notify_and_query_over_loopback(served, receiver, clock) -> Non
     assert trade.total_amount == PRICE and trade.trade_status == "TRADE_SUCCESS"
     assert queried is not None and queried.trade_no == trade.trade_no
     assert [(d.status, d.answer, d.acknowledged) for d in sim.deliveries] == [(200, b"success", True)]
+
+
+def test_precreate_auto_pay_notify_and_query_over_loopback(served, receiver, clock) -> None:
+    """What `genq run` relies on: the order exists from precreate, so auto-pay needs no browser."""
+    sim, base = served
+    notify_url = f"http://127.0.0.1:{receiver.server_address[1]}/v1/payments/alipay/notify"
+    sim.configure(auto_pay_after_s=5)
+    with httpx.Client(base_url=base, timeout=10) as http:
+        client = client_for(http, sim, clock)
+
+        answer = client.precreate(ORDER, PRICE, "genq pro membership", notify_url)
+        unpaid = client.query(ORDER)
+        clock.advance(5)
+        sim.start_ticker(interval_s=0.05)
+        trade = receiver.received.get(timeout=10)
+        sim.stop_ticker()
+        queried = client.query(ORDER)
+
+    assert answer["qr_code"].startswith("https://qr.alipay.com/") and unpaid is None
+    assert trade.out_trade_no == ORDER and trade.total_amount == PRICE and trade.trade_status == "TRADE_SUCCESS"
+    assert queried is not None and queried.trade_no == trade.trade_no

@@ -10,15 +10,18 @@ keys (configured real ones) can be trusted with `merchant_public_keys=` / `app_p
 WeChat APIv3 key is the one given, else 32 random characters (`api_v3_key`). None of them ever
 reaches the call log, the admin pages, a delivery record or an exception.
 
-Orders come from the vendor endpoints (WeChat Native prepay; Alipay `page.pay` when the payer's
-browser opens the cashier URL) or from a `pay(...)` naming its own `notify_url`. Paying builds the
-notification now and queues it (plus `duplicates` copies) `delay_s` later; `tick()` hands every due
-attempt to `deliver(url, headers, body) -> (status, body)` and re-queues unacknowledged ones on the
-compressed `retry_schedule_s` until it runs out. WeChat wants HTTP 200/204; Alipay wants HTTP 200
-with a body of exactly `success`. The simulators have no thread of their own: tests move their
-clock and call `tick()`; served on loopback, `start_ticker()` calls it from a daemon thread, and the
-default `deliver` POSTs synchronously from that thread. `auto_pay_after_s` pays every order made
-through prepay/page.pay that long after it was made (on a later `tick()`).
+Orders come from the vendor endpoints (WeChat Native prepay; Alipay `precreate`, made server-side
+like prepay, or `page.pay` when the payer's browser opens the cashier URL) or from a `pay(...)`
+naming its own `notify_url`. Paying builds the notification now and queues it (plus `duplicates`
+copies) `delay_s` later; `tick()` hands every due attempt to `deliver(url, headers, body) ->
+(status, body)` and re-queues unacknowledged ones on the compressed `retry_schedule_s` until it runs
+out. WeChat wants HTTP 200/204; Alipay wants HTTP 200 with a body of exactly `success`. The
+simulators have no thread of their own: tests move their clock and call `tick()`; served on
+loopback, `start_ticker()` calls it from a daemon thread, and the default `deliver` POSTs
+synchronously from that thread. `auto_pay_after_s` pays every order made through
+prepay/precreate/page.pay that long after it was made (on a later `tick()`). Alipay's
+`alipay.trade.query` answers ACQ.TRADE_NOT_EXIST for an order until it is paid or closed (as real
+Alipay does for a QR nobody has scanned yet); there is no WAIT_BUYER_PAY state here.
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ ALIPAY_GATEWAY: Final = "/gateway.do"
 ALIPAY_PAY: Final = "/__sim/alipay/pay"
 ALIPAY_NOTIFIED: Final = frozenset({"TRADE_SUCCESS", "TRADE_FINISHED", "TRADE_CLOSED"})
 _ALNUM: Final = string.ascii_letters + string.digits
+_LOWER_ALNUM: Final = string.ascii_lowercase + string.digits
 
 K = TypeVar("K", bound="SenderKnobs")
 
@@ -87,7 +91,7 @@ class SenderKnobs:
     duplicates: int = 0  # extra identical copies of each notification, each retried on its own
     tamper_signature: bool = False  # notifications signed over other bytes
     delay_s: float = 0.0  # from payment to the first attempt
-    auto_pay_after_s: float | None = None  # pay orders made via prepay/page.pay this long after
+    auto_pay_after_s: float | None = None  # pay orders made via prepay/precreate/page.pay this long after
     failure_rate: float | Mapping[str, float] = 0.0  # vendor endpoints: global or {path or "*": rate}
     failure_kind: str = "http_500"  # http_500 | transport
     seed: int | None = None
@@ -625,10 +629,12 @@ class _AliOrder:
     created_at: float
     auto_pay_at: float | None
     trade: dict[str, str] | None = None  # the notify form (minus sign), once paid or closed
+    qr_code: str | None = None  # once precreated
 
 
 class AlipaySim(_SenderSim[AlipayKnobs]):
-    """Alipay: the signed gateway (`alipay.trade.query`, `alipay.trade.page.pay`) and RSA2 notifies."""
+    """Alipay: the signed gateway (`alipay.trade.query`, `alipay.trade.precreate`,
+    `alipay.trade.page.pay`) and RSA2 notifies."""
 
     _name = "alipay-sim"
 
@@ -756,6 +762,8 @@ class AlipaySim(_SenderSim[AlipayKnobs]):
         method = params.get("method", "")
         if method == "alipay.trade.page.pay":
             return self._page_pay(params)
+        if method == "alipay.trade.precreate":
+            return self._answer("alipay_trade_precreate_response", self._precreate(params))
         if method != "alipay.trade.query":
             return self._answer("error_response", _failure("40002", "isv.invalid-method", "不存在的方法名"))
         node = self._gateway_error(params) or self._query(params)
@@ -786,22 +794,51 @@ class AlipaySim(_SenderSim[AlipayKnobs]):
         node = {"code": "10000", "msg": "Success", **{name: trade[name] for name in names}}
         return {**node, "send_pay_date": trade.get("gmt_payment", ""), "buyer_user_id": trade["buyer_id"]}
 
+    def _order_request(self, params: Mapping[str, str]) -> tuple[str, Decimal, str, str] | dict[str, str]:
+        """A signed request that starts an order: (out_trade_no, amount, subject, notify_url), or the
+        failure node when the signature or a parameter is wrong."""
+        error = self._gateway_error(params)
+        if error is not None:
+            return error
+        biz = _json_dict(params.get("biz_content", "")) or {}
+        out_trade_no, subject = biz.get("out_trade_no"), biz.get("subject")
+        notify_url = params.get("notify_url", "")
+        if not (isinstance(out_trade_no, str) and out_trade_no and isinstance(subject, str) and subject and notify_url):
+            return _failure("40002", "isv.invalid-parameter", "out_trade_no, subject and notify_url are required")
+        amount = _opt_yuan(biz.get("total_amount"))
+        if amount is None:
+            return _failure("40002", "isv.invalid-parameter", "total_amount must be yuan, e.g. 99.00")
+        return out_trade_no, amount, subject, notify_url
+
+    def _precreate(self, params: Mapping[str, str]) -> dict[str, str]:
+        """Face-to-face QR: the order is recorded now (auto-paid like a prepay order) and its
+        `qr_code` answered; asking again for the same unpaid order answers the same code."""
+        request = self._order_request(params)
+        if isinstance(request, dict):
+            return request
+        out_trade_no, amount, subject, notify_url = request
+        order = self._orders.get(out_trade_no)
+        if order is not None and order.trade is not None:
+            if order.trade["trade_status"] == "TRADE_CLOSED":
+                return _failure("40004", "ACQ.TRADE_HAS_CLOSE", "交易已经关闭")
+            return _failure("40004", "ACQ.TRADE_HAS_SUCCESS", "交易已被支付")
+        if order is not None and (order.total_amount, order.subject) != (amount, subject):
+            return _failure("40004", "ACQ.CONTEXT_INCONSISTENT", "交易信息被篡改")
+        if order is None:
+            order = self._new_order(out_trade_no, amount, subject, notify_url, self._clock(), auto=True)
+        if order.qr_code is None:
+            order.qr_code = "https://qr.alipay.com/bax" + "".join(self._rng.choices(_LOWER_ALNUM, k=21))
+        return {"code": "10000", "msg": "Success", "out_trade_no": out_trade_no, "qr_code": order.qr_code}
+
     def _page_pay(self, params: Mapping[str, str]) -> httpx.Response:
         """The cashier page: a valid signed page.pay records the order (once) and shows it."""
-        error = self._gateway_error(params)
-        biz = _json_dict(params.get("biz_content", "")) or {}
-        out_trade_no, total, subject = biz.get("out_trade_no"), biz.get("total_amount"), biz.get("subject")
-        notify_url = params.get("notify_url", "")
-        if error is None and not (isinstance(out_trade_no, str) and isinstance(subject, str) and notify_url):
-            error = _failure("40002", "isv.invalid-parameter", "out_trade_no, subject and notify_url are required")
-        amount = _opt_yuan(total)
-        if error is None and amount is None:
-            error = _failure("40002", "isv.invalid-parameter", "total_amount must be yuan, e.g. 99.00")
-        if error is not None or amount is None:
-            return httpx.Response(400, headers={"Content-Type": "text/html; charset=utf-8"}, text=_page(error or {}))
-        order = self._orders.get(str(out_trade_no))
+        request = self._order_request(params)
+        if isinstance(request, dict):
+            return httpx.Response(400, headers={"Content-Type": "text/html; charset=utf-8"}, text=_page(request))
+        out_trade_no, amount, subject, notify_url = request
+        order = self._orders.get(out_trade_no)
         if order is None:
-            order = self._new_order(str(out_trade_no), amount, str(subject), notify_url, self._clock(), auto=True)
+            order = self._new_order(out_trade_no, amount, subject, notify_url, self._clock(), auto=True)
         shown = {
             "out_trade_no": order.out_trade_no,
             "total_amount": f"{order.total_amount:.2f}",
