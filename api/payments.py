@@ -1,7 +1,7 @@
 """Orders and payment notifications (SPEC §4, VENDORS §8).
 
 `POST /v1/orders` creates a pending order and the channel's payment parameters (WeChat Pay's
-native `code_url`, Alipay's signed page-pay URL). The channels' notifications are verified by
+native `code_url`, Alipay's face-to-face `qr_code`). The channels' notifications are verified by
 their own schemes, checked against the order (amount, app), and grant once: the order's move to
 `paid` is a compare-and-set and each channel transaction id is unique. `refresh` asks the channel
 itself, for a notification that never came; it grants through the same path.
@@ -147,7 +147,7 @@ class OrdersController(Controller):
             )
         else:
             yuan = Decimal(plan.price_fen) / 100
-            payment = {"pay_url": client.page_pay(order.id, yuan, description, channels.notify_url("alipay"))}
+            payment = client.precreate(order.id, yuan, description, channels.notify_url("alipay"))
         resources.membership.set_payment(order.id, payment)
         return OrderOut.of(resources.membership.order(order.id))
 

@@ -242,14 +242,19 @@ def test_make_run_logs_in_by_sms_and_pays_orders_by_itself(stack: Stack) -> None
     tokens = httpx.post(f"{stack.api}/v1/auth/login", json={"phone": phone, "code": last.json()["code"]}).json()
     headers = {"Authorization": f"Bearer {tokens['access_token']}"}
 
-    order = httpx.post(f"{stack.api}/v1/orders", json={"plan": "pro", "channel": "wechat"}, headers=headers).json()
+    orders = [
+        httpx.post(f"{stack.api}/v1/orders", json={"plan": "pro", "channel": c}, headers=headers).json()
+        for c in ("wechat", "alipay")
+    ]
     deadline = time.monotonic() + 30
-    while httpx.get(f"{stack.api}/v1/orders/{order['id']}", headers=headers).json()["status"] != "paid":
-        assert time.monotonic() < deadline, "the order was not paid"
-        time.sleep(0.2)
+    for order in orders:
+        while httpx.get(f"{stack.api}/v1/orders/{order['id']}", headers=headers).json()["status"] != "paid":
+            assert time.monotonic() < deadline, f"the {order['channel']} order was not paid"
+            time.sleep(0.2)
     member = httpx.get(f"{stack.api}/v1/membership", headers=headers).json()
 
-    assert order["payment"]["code_url"].startswith("weixin://")
-    assert member["member"] is True and member["credits"] == 100
+    assert orders[0]["payment"]["code_url"].startswith("weixin://")
+    assert orders[1]["payment"]["qr_code"].startswith("https://qr.alipay.com/")
+    assert member["member"] is True and member["credits"] == 200
     stack.proc.send_signal(signal.SIGINT)
     assert stack.proc.wait(timeout=60) == 0

@@ -99,11 +99,7 @@ def pay(money: Money, order: dict[str, Any]) -> None:
         money.wechat.pay(order["id"])
         money.wechat.tick()
     else:
-        money.alipay.pay(
-            order["id"],
-            total_amount=f"{order['amount_fen'] / 100:.2f}",
-            notify_url="http://testserver.local/v1/payments/alipay/notify",
-        )
+        money.alipay.pay(order["id"])
         money.alipay.tick()
 
 
