@@ -7,6 +7,7 @@ object on loopback under uvicorn. Nothing here knows a vendor's paths or codes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import hmac
@@ -18,7 +19,7 @@ import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import anyio.to_thread
 import httpx
@@ -28,6 +29,17 @@ from PIL.PngImagePlugin import PngInfo
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
+    class SimKnobs(DataclassInstance, Protocol):
+        """The knobs `SimulatorBase` itself reads; every simulator's knobs dataclass has them."""
+
+        @property
+        def latency_ms(self) -> float | tuple[float, float]: ...
+        @property
+        def failure_rate(self) -> float | Mapping[str, float]: ...
+        @property
+        def seed(self) -> int | None: ...
+
+
 Handler = Callable[[httpx.Request], httpx.Response]
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -36,6 +48,9 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 K = TypeVar("K", bound="DataclassInstance")
+KnobsT = TypeVar("KnobsT", bound="SimKnobs")
+Deliver = Callable[[str, Mapping[str, str], bytes], None]
+"""Hands one callback to its receiver: `deliver(url, headers, body)`."""
 
 FAILURE_KINDS = frozenset({"http_500", "code_500", "busy", "rate", "transport"})
 """Injected failures: HTTP 500, the vendor's own 500 code, its busy code, its rate-limit code, or no
@@ -276,6 +291,212 @@ def signature_ok(url: httpx.URL, *, now: float, secret: bytes) -> bool:
 
 def _sign(path: str, expires: int, secret: bytes) -> str:
     return hmac.new(secret, f"{path}\n{expires}".encode(), hashlib.sha256).hexdigest()
+
+
+# --- the conveniences every simulator offers ---------------------------------------------------
+
+
+class SimulatorBase(Generic[KnobsT]):
+    """Knobs, call log, seeded randomness and the one lock, as tests and `/__sim/` routes see them.
+
+    A mixin so each simulator keeps only what is its own: it calls `super().__init__(knobs)` first,
+    overrides `_forget()` with the state `reset()` clears besides the call log, and `_configured()`
+    when a knob change must reach other state. The lock is re-entrant: conveniences and vendor
+    handlers call each other while holding it.
+    """
+
+    def __init__(self, knobs: KnobsT) -> None:
+        self._lock = threading.RLock()
+        self._knobs = knobs
+        self._rng = random.Random(knobs.seed)
+        self._log = CallLog()
+
+    @property
+    def knobs(self) -> KnobsT:
+        return self._knobs
+
+    @property
+    def calls(self) -> list[Call]:
+        return self._log.snapshot()
+
+    def calls_json(self) -> list[dict[str, object]]:
+        return self._log.to_json()
+
+    def knobs_json(self) -> dict[str, object]:
+        return dataclasses.asdict(self._knobs)
+
+    def configure(self, **changes: object) -> KnobsT:
+        """Change knobs at runtime: all checked before any is swapped in; a new `seed` re-seeds."""
+        with self._lock:
+            self._knobs = apply_knobs(self._knobs, changes)
+            if "seed" in changes:
+                self._rng = random.Random(self._knobs.seed)
+            self._configured(changes)
+            return self._knobs
+
+    def reset(self) -> None:
+        """Forget calls and whatever `_forget()` names; credentials and knobs stay."""
+        with self._lock:
+            self._forget()
+            self._log.clear()
+
+    def _configured(self, changes: Mapping[str, object]) -> None:
+        """Called under the lock after `changes` were applied; nothing else depends on knobs here."""
+
+    def _forget(self) -> None:
+        """Called under the lock by `reset()`; a simulator with state of its own clears it here."""
+
+    def _draw_latency(self) -> float:
+        with self._lock:
+            return latency_s(self._rng, self._knobs.latency_ms)
+
+    def _draw_failure(self, endpoint: str) -> bool:
+        with self._lock:
+            return roll(self._rng, rate_for(self._knobs.failure_rate, endpoint))
+
+
+class Timeline(Protocol):
+    """A task whose end `force_timeline` can move: it expires, or finishes with a fate."""
+
+    expired_at: float
+    done_at: float
+
+    def finish(self, fate: str, now: float) -> None: ...
+
+
+FORCED_FATE: Mapping[str, str] = {"complete": "success", "fail": "fail"}
+
+
+def force_timeline(task: Timeline | None, kind: str, now: float) -> bool:
+    """`POST /__sim/jobs/{id}/complete|fail|expire` on one task: False if unknown or not a kind."""
+    if task is None or kind not in (*FORCED_FATE, "expire"):
+        return False
+    if kind == "expire":
+        task.expired_at = now
+        task.done_at = min(task.done_at, now)
+    else:
+        task.finish(FORCED_FATE[kind], now)
+    return True
+
+
+# --- callbacks (webhooks, pushes) ------------------------------------------------------------------
+
+
+class _Due(Protocol):
+    @property
+    def due(self) -> float: ...
+
+
+class _Sent(Protocol):
+    @property
+    def url(self) -> str: ...
+    @property
+    def body(self) -> bytes: ...
+
+
+P = TypeVar("P", bound=_Due)
+S = TypeVar("S", bound=_Sent)
+T = TypeVar("T")
+
+
+class Outbox(Generic[P, S]):
+    """Callbacks a simulator owes: `pending` until due, then rendered, kept in `sent`, delivered.
+
+    The simulator has no thread of its own, so its `tick()` drives this: `release(now)` under the
+    owner's lock (rendering draws from the shared seeded random source, in order), then
+    `deliver(sent)` outside it, so a slow receiver never blocks the simulator. `render` turns one
+    due item into the copies to send (none when dropped then); `headers` gives a copy's headers.
+    """
+
+    def __init__(
+        self, *, render: Callable[[P, float], list[S]], headers: Callable[[S], Mapping[str, str]], deliver: Deliver
+    ) -> None:
+        self._render = render
+        self._headers = headers
+        self._deliver = deliver
+        self.pending: list[P] = []
+        self.sent: list[S] = []
+        self.dropped = 0
+
+    def add(self, items: Iterable[P]) -> None:
+        self.pending.extend(items)
+
+    def drop(self, rng: random.Random, rate: float) -> bool:
+        """Roll the drop knob for one callback; a dropped one is only counted."""
+        if not roll(rng, rate):
+            return False
+        self.dropped += 1
+        return True
+
+    def release(self, now: float) -> list[S]:
+        """Take every item due by `now`, render it and remember what is to be sent."""
+        due = [p for p in self.pending if p.due <= now]
+        self.pending = [p for p in self.pending if p.due > now]
+        sent = [copy for item in due for copy in self._render(item, now)]
+        self.sent.extend(sent)
+        return sent
+
+    def deliver(self, sent: list[S]) -> int:
+        for copy in sent:
+            self._deliver(copy.url, self._headers(copy), copy.body)
+        return len(sent)
+
+    def clear(self) -> None:
+        self.pending.clear()
+        self.sent.clear()
+        self.dropped = 0
+
+
+def copies(rng: random.Random, duplicates: int, bad_signature_rate: float, make: Callable[[bool], T]) -> list[T]:
+    """`1 + duplicates` copies of one callback, each rolling its own bad signature before it is made."""
+    return [make(roll(rng, bad_signature_rate)) for _ in range(1 + duplicates)]
+
+
+class Ticker:
+    """Calls `tick` every `interval_s` from a daemon thread: on loopback nobody else moves the clock."""
+
+    def __init__(self, tick: Callable[[], object], name: str) -> None:
+        self._tick = tick
+        self._name = name
+        self._lock = threading.Lock()
+        self._running: tuple[threading.Thread, threading.Event] | None = None
+
+    def start(self, interval_s: float) -> None:
+        """Idempotent: a second start while running changes nothing."""
+        with self._lock:
+            if self._running is not None:
+                return
+            stop = threading.Event()
+            thread = threading.Thread(target=self._run, args=(stop, interval_s), name=self._name, daemon=True)
+            self._running = (thread, stop)
+        thread.start()
+
+    def stop(self) -> None:
+        with self._lock:
+            running, self._running = self._running, None
+        if running is not None:
+            running[1].set()
+            running[0].join(timeout=10)
+
+    def _run(self, stop: threading.Event, interval_s: float) -> None:
+        while not stop.wait(interval_s):
+            with contextlib.suppress(Exception):  # a failing receiver must not stop the ticker
+                self._tick()
+
+
+def background_poster(thread_name: str) -> Deliver:
+    """A `deliver` that POSTs from a daemon thread; a failed delivery is lost (no retries simulated)."""
+
+    def post_in_background(url: str, headers: Mapping[str, str], body: bytes) -> None:
+        args = (url, dict(headers), body)
+        threading.Thread(target=_post_quietly, args=args, name=thread_name, daemon=True).start()
+
+    return post_in_background
+
+
+def _post_quietly(url: str, headers: dict[str, str], body: bytes) -> None:
+    with contextlib.suppress(httpx.HTTPError):
+        httpx.post(url, content=body, headers=headers, timeout=10)
 
 
 # --- admin surface (VENDORS.md §11.1) --------------------------------------------------------------

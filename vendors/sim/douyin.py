@@ -35,10 +35,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import random
 import re
-import threading
 import time
 import uuid
 from collections import Counter
@@ -50,17 +48,14 @@ import httpx
 
 from vendors.sim.common import (
     Call,
-    CallLog,
+    SimulatorBase,
     admin_response,
-    apply_knobs,
     check_latency,
     check_non_negative,
     check_rate,
     json_response,
-    latency_s,
     mask_key,
     parse_body,
-    rate_for,
     roll,
     scrub_body,
 )
@@ -126,46 +121,21 @@ class _Answer:
 Route = Callable[["DouyinSim", _Req], _Answer]
 
 
-class DouyinSim:
+class DouyinSim(SimulatorBase[DouyinKnobs]):
     """The simulator; see the module docstring and VENDORS.md §5.7."""
 
     def __init__(
         self, *, appid: str, secret: str, clock: Callable[[], float] = time.time, seed: int | None = None
     ) -> None:
+        super().__init__(DouyinKnobs(seed=seed))
         self._appid = appid
         self._secret = secret
         self._clock = clock
-        self._lock = threading.RLock()
-        self._knobs = DouyinKnobs(seed=seed)
-        self._rng = random.Random(seed)
         self._tokens: dict[str, float] = {}  # token -> expires at
         self._issued = 0
         self._verdicts: Counter[str] = Counter()
-        self._log = CallLog()
 
-    # --- Python-side conveniences for tests -------------------------------------------------------
-
-    @property
-    def knobs(self) -> DouyinKnobs:
-        return self._knobs
-
-    @property
-    def calls(self) -> list[Call]:
-        return self._log.snapshot()
-
-    def calls_json(self) -> list[dict[str, object]]:
-        return self._log.to_json()
-
-    def knobs_json(self) -> dict[str, object]:
-        return dataclasses.asdict(self._knobs)
-
-    def configure(self, **changes: object) -> DouyinKnobs:
-        """Change knobs at runtime; a new `seed` re-seeds."""
-        with self._lock:
-            self._knobs = apply_knobs(self._knobs, changes)
-            if "seed" in changes:
-                self._rng = random.Random(self._knobs.seed)
-            return self._knobs
+    # --- Python-side conveniences for tests (the rest come from SimulatorBase) --------------------
 
     def expire_tokens(self) -> None:
         """Every token issued so far stops working now (as after Douyin's 2 h)."""
@@ -173,13 +143,11 @@ class DouyinSim:
             now = self._clock()
             self._tokens = {token: min(at, now) for token, at in self._tokens.items()}
 
-    def reset(self) -> None:
-        """Forget tokens, calls and counters; knobs stay."""
-        with self._lock:
-            self._tokens.clear()
-            self._issued = 0
-            self._verdicts.clear()
-            self._log.clear()
+    def _forget(self) -> None:
+        """Tokens and counters go; knobs stay."""
+        self._tokens.clear()
+        self._issued = 0
+        self._verdicts.clear()
 
     def stats(self) -> dict[str, object]:
         with self._lock:
@@ -210,7 +178,7 @@ class DouyinSim:
             return json_response({"error": "not found"}, status=404)
         body = parse_body(request)
         with self._lock:
-            delay, fail = latency_s(self._rng, self._knobs.latency_ms), self._draw_failure(path)
+            delay, fail = self._draw_latency(), self._draw_failure(path)
         time.sleep(delay)
         token = _token_of(request, body)
         if fail:
@@ -220,9 +188,6 @@ class DouyinSim:
             answer = route(self, _Req(body, token, self._clock()))
             self._record(request, body, token, answer.task_id)
         return json_response(answer.payload)
-
-    def _draw_failure(self, path: str) -> bool:
-        return roll(self._rng, rate_for(self._knobs.failure_rate, path))
 
     def _failure(self, request: httpx.Request, path: str) -> httpx.Response:
         kind = self._knobs.failure_kind

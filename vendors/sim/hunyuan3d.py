@@ -42,6 +42,7 @@ from vendors.sim.common import (
     check_non_negative,
     check_rate,
     file_response,
+    force_timeline,
     mask_key,
     max_overlap,
     png_bytes,
@@ -79,7 +80,6 @@ RAPID_FIELDS: Final[Mapping[str, type]] = {
 VIEW_FIELDS: Final[Mapping[str, type]] = {"ViewType": str, "ViewImageUrl": str, "ViewImageBase64": str}
 _MAIN_IMAGE: Final = ("JPEG", "PNG", "WEBP")
 _VIEW_IMAGE: Final = ("JPEG", "PNG")
-_FORCED_FATE: Final = {"complete": "success", "fail": "fail"}
 _FILE_NAME = re.compile(r"(\d+)/([a-z_]+\.[a-z0-9]+)")
 
 
@@ -208,15 +208,7 @@ class Hunyuan3DSim:
     def force(self, job_id: str, kind: str) -> bool:
         """Move a job now: `complete`, `fail` or `expire`. False if the job is unknown."""
         with self.core.lock:
-            job, now = self._jobs.get(job_id), self.core.clock()
-            if job is None or kind not in (*_FORCED_FATE, "expire"):
-                return False
-            if kind == "expire":
-                job.expired_at = now
-                job.done_at = min(job.done_at, now)
-            else:
-                job.finish(_FORCED_FATE[kind], now)
-            return True
+            return force_timeline(self._jobs.get(job_id), kind, self.core.clock())
 
     def max_concurrent(self, secret_id: str, kind: str | None = None) -> int:
         """The most of this SecretId's jobs (of `kind`, or all) ever unfinished at one instant."""

@@ -22,17 +22,13 @@ project venv, with PyAV (`python3 -m venv /tmp/mkmp4 && /tmp/mkmp4/bin/pip insta
 from __future__ import annotations
 
 import base64
-import contextlib
-import dataclasses
 import hashlib
 import hmac
 import itertools
 import json
 import math
-import random
 import re
 import secrets
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -45,19 +41,22 @@ import httpx
 from vendors.sim.common import (
     FAILURE_KINDS,
     Call,
-    CallLog,
+    Deliver,
+    Outbox,
+    SimulatorBase,
+    Ticker,
     admin_response,
-    apply_knobs,
+    background_poster,
     check_latency,
     check_non_negative,
     check_rate,
+    copies,
     file_response,
+    force_timeline,
     json_response,
-    latency_s,
     mask_key,
     max_overlap,
     parse_body,
-    rate_for,
     roll,
     signature_ok,
     signed_url,
@@ -84,7 +83,8 @@ _FILE_NAME = re.compile(r"(task_[a-z0-9-]+_\d+)/0\.mp4")
 
 Answer = tuple[int, str, object]
 """What a vendor endpoint answers: envelope `code`, `msg` and `data`."""
-Deliver = Callable[[str, Mapping[str, str], bytes], None]
+post_in_background: Final = background_poster("kie-sim-callback")
+"""The default `deliver`: POST from a daemon thread; a failed delivery is lost."""
 
 
 @dataclass(frozen=True)
@@ -220,7 +220,7 @@ class _Req:
     now: float
 
 
-class KieSim:
+class KieSim(SimulatorBase[KieKnobs]):
     """The simulator; see the module docstring and VENDORS.md §4.7."""
 
     def __init__(
@@ -232,80 +232,45 @@ class KieSim:
         seed: int | None = None,
         deliver: Deliver | None = None,
     ) -> None:
+        super().__init__(KieKnobs(seed=seed))
         self._keys = frozenset(api_keys)
         self._hmac_key = hmac_key
         self._clock = clock
-        self._deliver = deliver or post_in_background
-        self._lock = threading.RLock()
-        self._knobs = KieKnobs(seed=seed)
-        self._rng = random.Random(seed)
         self._secret = secrets.token_bytes(16)
         self._video = FIXTURE_MP4.read_bytes()
         self._tasks: dict[str, _Task] = {}
         self._last_ms: dict[str, int] = {}
         self._hits: dict[str, deque[float]] = {}
         self._credits = self._knobs.credit_balance
-        self._log = CallLog()
-        self._outbox: list[_Pending] = []
-        self._sent: list[SentCallback] = []
-        self._dropped = 0
-        self._ticker: tuple[threading.Thread, threading.Event] | None = None
+        self._outbox: Outbox[_Pending, SentCallback] = Outbox(
+            render=self._sent_callback, headers=lambda sent: sent.headers, deliver=deliver or post_in_background
+        )
+        self._ticker = Ticker(self.tick, name="kie-sim-ticker")
 
-    # --- Python-side conveniences for tests ---------------------------------------------------------
-
-    @property
-    def knobs(self) -> KieKnobs:
-        return self._knobs
-
-    @property
-    def calls(self) -> list[Call]:
-        return self._log.snapshot()
+    # --- Python-side conveniences for tests (the rest come from SimulatorBase) ----------------------
 
     @property
     def callbacks_sent(self) -> list[SentCallback]:
         with self._lock:
-            return list(self._sent)
+            return list(self._outbox.sent)
 
-    def calls_json(self) -> list[dict[str, object]]:
-        return self._log.to_json()
-
-    def knobs_json(self) -> dict[str, object]:
-        return dataclasses.asdict(self._knobs)
-
-    def configure(self, **changes: object) -> KieKnobs:
-        """Change knobs at runtime; a new `seed` re-seeds, a new `credit_balance` sets the balance."""
-        with self._lock:
-            self._knobs = apply_knobs(self._knobs, changes)
-            if "seed" in changes:
-                self._rng = random.Random(self._knobs.seed)
-            if "credit_balance" in changes:
-                self._credits = self._knobs.credit_balance
-            return self._knobs
-
-    def reset(self) -> None:
-        """Forget tasks, calls, callbacks and rate windows; keys and knobs stay, credits refill."""
-        with self._lock:
-            self._tasks.clear()
-            self._last_ms.clear()
-            self._hits.clear()
-            self._outbox.clear()
-            self._sent.clear()
-            self._dropped = 0
+    def _configured(self, changes: Mapping[str, object]) -> None:
+        """A new `credit_balance` sets the balance."""
+        if "credit_balance" in changes:
             self._credits = self._knobs.credit_balance
-            self._log.clear()
+
+    def _forget(self) -> None:
+        """Tasks, callbacks and rate windows go; credits refill."""
+        self._tasks.clear()
+        self._last_ms.clear()
+        self._hits.clear()
+        self._outbox.clear()
+        self._credits = self._knobs.credit_balance
 
     def force(self, task_id: str, kind: str) -> bool:
         """Move a task now: `complete`, `fail` or `expire`. False if the task is unknown."""
         with self._lock:
-            task, now = self._tasks.get(task_id), self._clock()
-            if task is None or kind not in ("complete", "fail", "expire"):
-                return False
-            if kind == "expire":
-                task.expired_at = now
-                task.done_at = min(task.done_at, now)
-            else:
-                task.finish("success" if kind == "complete" else "fail", now)
-            return True
+            return force_timeline(self._tasks.get(task_id), kind, self._clock())
 
     def max_concurrent(self, api_key: str) -> int:
         """The most of this key's tasks ever unfinished at one instant, from their intervals."""
@@ -326,7 +291,11 @@ class KieSim:
                 "unfinished": {mask_key(k): self.unfinished(k) for k in keys},
                 "tasks": len(self._tasks),
                 "credit_balance": self._credits,
-                "callbacks": {"sent": len(self._sent), "pending": len(self._outbox), "dropped": self._dropped},
+                "callbacks": {
+                    "sent": len(self._outbox.sent),
+                    "pending": len(self._outbox.pending),
+                    "dropped": self._outbox.dropped,
+                },
             }
 
     # --- callbacks ----------------------------------------------------------------------------------
@@ -336,36 +305,15 @@ class KieSim:
         with self._lock:
             now = self._clock()
             self._queue_finished(now)
-            due = [p for p in self._outbox if p.due <= now]
-            self._outbox = [p for p in self._outbox if p.due > now]
-            sent = [self._sent_callback(p, now) for p in due]
-            self._sent.extend(sent)
-        for callback in sent:
-            self._deliver(callback.url, callback.headers, callback.body)
-        return len(sent)
+            sent = self._outbox.release(now)
+        return self._outbox.deliver(sent)
 
     def start_ticker(self, interval_s: float = 0.2) -> None:
         """Call `tick()` every `interval_s` from a daemon thread (loopback serving); idempotent."""
-        with self._lock:
-            if self._ticker is not None:
-                return
-            stop = threading.Event()
-            thread = threading.Thread(target=self._tick_until, args=(stop, interval_s), name="kie-sim-ticker")
-            thread.daemon = True
-            self._ticker = (thread, stop)
-        thread.start()
+        self._ticker.start(interval_s)
 
     def stop_ticker(self) -> None:
-        with self._lock:
-            ticker, self._ticker = self._ticker, None
-        if ticker is not None:
-            ticker[1].set()
-            ticker[0].join(timeout=10)
-
-    def _tick_until(self, stop: threading.Event, interval_s: float) -> None:
-        while not stop.wait(interval_s):
-            with contextlib.suppress(Exception):  # a failing receiver must not stop the ticker
-                self.tick()
+        self._ticker.stop()
 
     def _queue_finished(self, now: float) -> None:
         knobs = self._knobs
@@ -373,16 +321,18 @@ class KieSim:
             if task.notified or task.done_at > now or task.gone(now, knobs.job_expiry_s):
                 continue
             task.notified = True
-            if task.callback_url is None:
-                continue
-            if roll(self._rng, knobs.callback_drop_rate):
-                self._dropped += 1
-                continue
-            body = json.dumps(self._callback_body(task, now)).encode()
-            for _ in range(1 + knobs.callback_duplicates):
-                bad = roll(self._rng, knobs.callback_bad_signature_rate)
-                due = task.done_at + knobs.callback_delay_s
-                self._outbox.append(_Pending(due, task.callback_url, body, task.task_id, bad))
+            if task.callback_url is not None and not self._outbox.drop(self._rng, knobs.callback_drop_rate):
+                self._queue_callback(task, task.callback_url, now)
+
+    def _queue_callback(self, task: _Task, url: str, now: float) -> None:
+        """Every copy of a finished task's callback, due `callback_delay_s` after it finished."""
+        knobs, body = self._knobs, json.dumps(self._callback_body(task, now)).encode()
+        due = task.done_at + knobs.callback_delay_s
+
+        def pending(bad_signature: bool) -> _Pending:
+            return _Pending(due, url, body, task.task_id, bad_signature)
+
+        self._outbox.add(copies(self._rng, knobs.callback_duplicates, knobs.callback_bad_signature_rate, pending))
 
     def _callback_body(self, task: _Task, now: float) -> dict[str, object]:
         """recordInfo's shape plus the credit fields; code 501 with failMsg on a failed task [I]."""
@@ -391,7 +341,8 @@ class KieSim:
             return {"code": 501, "msg": self._knobs.fail_msg, "data": data}
         return {"code": 200, "msg": MSG[200], "data": data}
 
-    def _sent_callback(self, pending: _Pending, now: float) -> SentCallback:
+    def _sent_callback(self, pending: _Pending, now: float) -> list[SentCallback]:
+        """The one copy `pending` stands for, signed now (a wrong key when `bad_signature`)."""
         headers = {"Content-Type": "application/json"}
         if self._hmac_key is not None:
             timestamp = str(int(now + self._knobs.clock_offset_s))
@@ -399,7 +350,7 @@ class KieSim:
             digest = hmac.new(key, f"{pending.task_id}.{timestamp}".encode(), hashlib.sha256).digest()
             headers["X-Webhook-Timestamp"] = timestamp
             headers["X-Webhook-Signature"] = base64.b64encode(digest).decode()
-        return SentCallback(pending.url, headers, pending.body, pending.task_id, now, pending.bad_signature)
+        return [SentCallback(pending.url, headers, pending.body, pending.task_id, now, pending.bad_signature)]
 
     # --- HTTP entry point -----------------------------------------------------------------------
 
@@ -440,14 +391,6 @@ class KieSim:
     def _record_call(self, request: httpx.Request, body: dict[str, object] | None, task_id: str | None) -> None:
         at, key = self._clock(), mask_key(_bearer(request))
         self._log.record(Call(request.method, request.url.path, at, key, task_id, dict(body or {})))
-
-    def _draw_latency(self) -> float:
-        with self._lock:
-            return latency_s(self._rng, self._knobs.latency_ms)
-
-    def _draw_failure(self, path: str) -> bool:
-        with self._lock:
-            return roll(self._rng, rate_for(self._knobs.failure_rate, path))
 
     def _failure(self, request: httpx.Request) -> httpx.Response:
         kind = self._knobs.failure_kind
@@ -573,21 +516,6 @@ class KieSim:
         if signed and not signature_ok(request.url, now=now, secret=self._secret):
             return json_response({"error": "AccessDenied"}, status=403)
         return file_response(request, self._video, "video/mp4")
-
-
-# --- default delivery -----------------------------------------------------------------------------
-
-
-def post_in_background(url: str, headers: Mapping[str, str], body: bytes) -> None:
-    """The default `deliver`: POST from a daemon thread; a failed delivery is lost."""
-    thread = threading.Thread(target=_post_quietly, args=(url, dict(headers), body), name="kie-sim-callback")
-    thread.daemon = True
-    thread.start()
-
-
-def _post_quietly(url: str, headers: dict[str, str], body: bytes) -> None:
-    with contextlib.suppress(httpx.HTTPError):
-        httpx.post(url, content=body, headers=headers, timeout=10)
 
 
 # --- wire helpers ---------------------------------------------------------------------------------

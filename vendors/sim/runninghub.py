@@ -8,14 +8,11 @@ under `/__sim/` only. One lock guards all state; the object is safe to share bet
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
-import random
 import re
 import secrets
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -27,20 +24,18 @@ import httpx
 from vendors.sim.common import (
     FAILURE_KINDS,
     Call,
-    CallLog,
+    SimulatorBase,
     admin_response,
-    apply_knobs,
     check_latency,
     check_non_negative,
     check_rate,
     file_response,
+    force_timeline,
     json_response,
-    latency_s,
     mask_key,
     max_overlap,
     parse_body,
     png_bytes,
-    rate_for,
     roll,
     scrub_body,
     signature_ok,
@@ -57,7 +52,6 @@ MSG: Final[Mapping[int, str]] = {
     1003: "REQUEST_RATE_TOO_HIGH",
 }  # fmt: skip
 _INJECTED_CODE: Final = {"code_500": 500, "busy": 421, "rate": 1003}
-_FORCED_FATE: Final = {"complete": "success", "fail": "fail"}
 _FILE_NAME = re.compile(r"(\d+)/(\d+)\.png")
 _SECRET_FIELDS: Final = ("apiKey", "apikey")
 
@@ -161,7 +155,7 @@ class _Req:
         return str(self.body.get("taskId", ""))
 
 
-class RunningHubSim:
+class RunningHubSim(SimulatorBase[RunningHubKnobs]):
     """The simulator; see the module docstring and VENDORS.md §3.7."""
 
     def __init__(
@@ -172,15 +166,12 @@ class RunningHubSim:
         clock: Callable[[], float] = time.time,
         seed: int | None = None,
     ) -> None:
+        super().__init__(RunningHubKnobs(seed=seed))
         self._keys = frozenset(api_keys)
         self._apps = load_apps(apps_path or FIXTURE)
         self._clock = clock
-        self._lock = threading.RLock()
-        self._knobs = RunningHubKnobs(seed=seed)
-        self._rng = random.Random(seed)
         self._secret = secrets.token_bytes(16)
         self._tasks: dict[str, _Task] = {}
-        self._log = CallLog()
         self._routes: dict[str, Callable[[_Req], Answer]] = {
             "/task/openapi/ai-app/run": self._run_app,
             "/task/openapi/create": self._create,
@@ -192,48 +183,16 @@ class RunningHubSim:
             "/task/openapi/getWebhookDetail": self._webhook_detail,
         }
 
-    # --- Python-side conveniences for tests ---------------------------------------------------------
+    # --- Python-side conveniences for tests (the rest come from SimulatorBase) ----------------------
 
-    @property
-    def knobs(self) -> RunningHubKnobs:
-        return self._knobs
-
-    @property
-    def calls(self) -> list[Call]:
-        return self._log.snapshot()
-
-    def calls_json(self) -> list[dict[str, object]]:
-        return self._log.to_json()
-
-    def knobs_json(self) -> dict[str, object]:
-        return dataclasses.asdict(self._knobs)
-
-    def configure(self, **changes: object) -> RunningHubKnobs:
-        """Change knobs at runtime; a new `seed` re-seeds the random source."""
-        with self._lock:
-            self._knobs = apply_knobs(self._knobs, changes)
-            if "seed" in changes:
-                self._rng = random.Random(self._knobs.seed)
-            return self._knobs
-
-    def reset(self) -> None:
-        """Forget tasks, calls and stats; keys, knobs and the fixture stay."""
-        with self._lock:
-            self._tasks.clear()
-            self._log.clear()
+    def _forget(self) -> None:
+        """Tasks go; keys, knobs and the fixture stay."""
+        self._tasks.clear()
 
     def force(self, task_id: str, kind: str) -> bool:
         """Move a task now: `complete`, `fail` or `expire`. False if the task is unknown."""
         with self._lock:
-            task, now = self._tasks.get(task_id), self._clock()
-            if task is None or kind not in (*_FORCED_FATE, "expire"):
-                return False
-            if kind == "expire":
-                task.expired_at = now
-                task.done_at = min(task.done_at, now)
-            else:
-                task.finish(_FORCED_FATE[kind], now)
-            return True
+            return force_timeline(self._tasks.get(task_id), kind, self._clock())
 
     def max_concurrent(self, api_key: str) -> int:
         """The most of this key's tasks ever unfinished at one instant, from their intervals."""
@@ -289,14 +248,6 @@ class RunningHubSim:
         fields = body or {}
         at, key = self._clock(), mask_key(_api_key(request, fields))
         self._log.record(Call(request.method, request.url.path, at, key, task_id, scrub_body(fields, _SECRET_FIELDS)))
-
-    def _draw_latency(self) -> float:
-        with self._lock:
-            return latency_s(self._rng, self._knobs.latency_ms)
-
-    def _draw_failure(self, path: str) -> bool:
-        with self._lock:
-            return roll(self._rng, rate_for(self._knobs.failure_rate, path))
 
     def _failure(self, request: httpx.Request) -> httpx.Response:
         kind = self._knobs.failure_kind

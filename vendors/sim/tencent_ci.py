@@ -27,11 +27,8 @@ The oversize and unreachable codes are our choice [I]: what real CI answers is u
 
 from __future__ import annotations
 
-import dataclasses
 import io
-import random
 import re
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -44,17 +41,13 @@ from PIL import Image, ImageChops
 
 from vendors.sim.common import (
     Call,
-    CallLog,
+    SimulatorBase,
     admin_response,
-    apply_knobs,
     check_latency,
     check_non_negative,
     check_rate,
     file_response,
-    latency_s,
     mask_key,
-    rate_for,
-    roll,
 )
 from vendors.tencent_cos import FIELDS, Verdict, verify
 
@@ -138,7 +131,7 @@ _INJECTED: Final[Mapping[str, CosError]] = {
 }
 
 
-class TencentCiSim:
+class TencentCiSim(SimulatorBase[TencentCiKnobs]):
     """The simulator; see the module docstring."""
 
     def __init__(
@@ -149,44 +142,17 @@ class TencentCiSim:
         clock: Callable[[], float] = time.time,
         seed: int | None = None,
     ) -> None:
+        super().__init__(TencentCiKnobs(seed=seed))
         self._credentials = dict(credentials)  # SecretId -> SecretKey
         self._fetch = fetch or self._http_fetch
         self._clock = clock
-        self._lock = threading.RLock()
-        self._knobs = TencentCiKnobs(seed=seed)
-        self._rng = random.Random(seed)
-        self._log = CallLog()
         self._outcomes: Counter[str] = Counter()
 
-    # --- Python-side conveniences for tests ---------------------------------------------------------
+    # --- Python-side conveniences for tests (the rest come from SimulatorBase) ----------------------
 
-    @property
-    def knobs(self) -> TencentCiKnobs:
-        return self._knobs
-
-    @property
-    def calls(self) -> list[Call]:
-        return self._log.snapshot()
-
-    def calls_json(self) -> list[dict[str, object]]:
-        return self._log.to_json()
-
-    def knobs_json(self) -> dict[str, object]:
-        return dataclasses.asdict(self._knobs)
-
-    def configure(self, **changes: object) -> TencentCiKnobs:
-        """Change knobs at runtime; a new `seed` re-seeds the random source."""
-        with self._lock:
-            self._knobs = apply_knobs(self._knobs, changes)
-            if "seed" in changes:
-                self._rng = random.Random(self._knobs.seed)
-            return self._knobs
-
-    def reset(self) -> None:
-        """Forget calls and stats; credentials and knobs stay."""
-        with self._lock:
-            self._log.clear()
-            self._outcomes.clear()
+    def _forget(self) -> None:
+        """Outcome counts go; credentials and knobs stay."""
+        self._outcomes.clear()
 
     def stats(self) -> dict[str, object]:
         """Answers by outcome (`ok` or the XML code, `transport` for dropped connections)."""
@@ -209,7 +175,7 @@ class TencentCiSim:
             return admin_response(self, request)
         time.sleep(self._draw_latency())
         with self._lock:
-            injected = roll(self._rng, rate_for(self._knobs.failure_rate, ENDPOINT))
+            injected = self._draw_failure(ENDPOINT)
             kind, request_id = self._knobs.failure_kind, f"{self._rng.getrandbits(96):024x}"
         if injected and kind == "transport":
             self._record(request, "transport")
@@ -271,10 +237,6 @@ class TencentCiSim:
             call = Call(request.method, request.url.path, self._clock(), mask_key(secret_id), None, body)
             self._log.record(call)
             self._outcomes[outcome] += 1
-
-    def _draw_latency(self) -> float:
-        with self._lock:
-            return latency_s(self._rng, self._knobs.latency_ms)
 
 
 # --- the fake cut-out -----------------------------------------------------------------------------

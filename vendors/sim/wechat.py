@@ -33,13 +33,10 @@ background thread and a failed delivery is lost (no retry schedule is simulated)
 from __future__ import annotations
 
 import base64
-import contextlib
 import dataclasses
 import hashlib
 import json
-import random
 import re
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -51,17 +48,19 @@ import httpx
 from vendors.sim.common import (
     FAILURE_KINDS,
     Call,
-    CallLog,
+    Deliver,
+    Outbox,
+    SimulatorBase,
+    Ticker,
     admin_response,
-    apply_knobs,
+    background_poster,
     check_latency,
     check_non_negative,
     check_rate,
+    copies,
     json_response,
-    latency_s,
     mask_key,
     parse_body,
-    rate_for,
     roll,
     scrub_body,
 )
@@ -90,8 +89,9 @@ _INJECTED: Final[Mapping[str, tuple[int, str]]] = {
 }
 _OPENID = re.compile(r"[A-Za-z0-9_-]{28}")
 
-Deliver = Callable[[str, Mapping[str, str], bytes], None]
 Answer = dict[str, object]
+post_in_background: Final = background_poster("wechat-sim-push")
+"""The default `deliver`: POST from a daemon thread; a failed delivery is lost."""
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,7 @@ class SentPush:
     bad_signature: bool
 
 
-class WechatSim:
+class WechatSim(SimulatorBase[WechatKnobs]):
     """The simulator; see the module docstring and VENDORS.md §5.7."""
 
     def __init__(
@@ -179,66 +179,40 @@ class WechatSim:
         seed: int | None = None,
         deliver: Deliver | None = None,
     ) -> None:
+        super().__init__(WechatKnobs(seed=seed))
         self.appid = appid
         self.push_url = push_url
         self._secret = secret
         self._push_token = push_token
         self._clock = clock
-        self._deliver = deliver or post_in_background
-        self._lock = threading.RLock()
-        self._knobs = WechatKnobs(seed=seed)
-        self._rng = random.Random(seed)
-        self._log = CallLog()
         self._tokens: dict[str, _Token] = {}
         self._newest: str | None = None
         self._trace_ids: set[str] = set()
-        self._outbox: list[_Pending] = []
-        self._sent: list[SentPush] = []
+        self._outbox: Outbox[_Pending, SentPush] = Outbox(
+            render=self._copies,
+            headers=lambda _: {"Content-Type": "application/json"},
+            deliver=deliver or post_in_background,
+        )
         self._counts: Counter[str] = Counter()
-        self._ticker: tuple[threading.Thread, threading.Event] | None = None
+        self._ticker = Ticker(self.tick, name="wechat-sim-ticker")
 
     def __repr__(self) -> str:
         return f"WechatSim(appid={self.appid!r})"
 
-    # --- Python-side conveniences for tests ---------------------------------------------------------
-
-    @property
-    def knobs(self) -> WechatKnobs:
-        return self._knobs
-
-    @property
-    def calls(self) -> list[Call]:
-        return self._log.snapshot()
+    # --- Python-side conveniences for tests (the rest come from SimulatorBase) ----------------------
 
     @property
     def pushes_sent(self) -> list[SentPush]:
         with self._lock:
-            return list(self._sent)
+            return list(self._outbox.sent)
 
-    def calls_json(self) -> list[dict[str, object]]:
-        return self._log.to_json()
-
-    def knobs_json(self) -> dict[str, object]:
-        return dataclasses.asdict(self._knobs)
-
-    def configure(self, **changes: object) -> WechatKnobs:
-        """Change knobs at runtime; a new `seed` re-seeds."""
-        with self._lock:
-            self._knobs = apply_knobs(self._knobs, changes)
-            if "seed" in changes:
-                self._rng = random.Random(self._knobs.seed)
-            return self._knobs
-
-    def reset(self) -> None:
-        """Forget tokens, calls and pushes; credentials and knobs stay."""
-        with self._lock:
-            self._tokens.clear()
-            self._newest = None
-            self._trace_ids.clear()
-            self._outbox.clear()
-            self._sent.clear()
-            self._counts.clear()
-            self._log.clear()
+    def _forget(self) -> None:
+        """Tokens and pushes go."""
+        self._tokens.clear()
+        self._newest = None
+        self._trace_ids.clear()
+        self._outbox.clear()
+        self._counts.clear()
 
     def expire_tokens(self) -> None:
         """Every token issued so far is expired from now on (the next call with one gets 42001)."""
@@ -250,11 +224,12 @@ class WechatSim:
     def force(self, job_id: str, kind: str) -> bool:
         """`complete` makes the pending push of trace id `job_id` due now; nothing else is forced."""
         with self._lock:
-            found = [p for p in self._outbox if p.trace_id == job_id]
+            outbox = self._outbox
+            found = [p for p in outbox.pending if p.trace_id == job_id]
             if kind != "complete" or not found:
                 return False
             now = self._clock()
-            self._outbox = [dataclasses.replace(p, due=min(p.due, now)) if p in found else p for p in self._outbox]
+            outbox.pending = [dataclasses.replace(p, due=min(p.due, now)) if p in found else p for p in outbox.pending]
             return True
 
     def file(self, request: httpx.Request, name: str) -> httpx.Response:
@@ -264,8 +239,8 @@ class WechatSim:
         with self._lock:
             now = self._clock()
             live = sum(1 for t in self._tokens.values() if now < min(t.expires_at, t.retired_at))
-            pushes = {"sent": len(self._sent), "pending": len(self._outbox)}
-            pushes |= {"dropped": self._counts["push_dropped"], "unrouted": self._counts["push_unrouted"]}
+            pushes = {"sent": len(self._outbox.sent), "pending": len(self._outbox.pending)}
+            pushes |= {"dropped": self._outbox.dropped, "unrouted": self._counts["push_unrouted"]}
             verdicts = {k.removeprefix("verdict_"): v for k, v in self._counts.items() if k.startswith("verdict_")}
             return {"tokens": {"issued": len(self._tokens), "live": live}, "verdicts": verdicts, "pushes": pushes}
 
@@ -282,51 +257,32 @@ class WechatSim:
     def tick(self) -> int:
         """Deliver every push that is due; return how many copies were handed to `deliver`."""
         with self._lock:
-            now = self._clock()
-            due = [p for p in self._outbox if p.due <= now]
-            self._outbox = [p for p in self._outbox if p.due > now]
-            sent = [copy for pending in due for copy in self._copies(pending, now)]
-            self._sent.extend(sent)
-        for push in sent:
-            self._deliver(push.url, {"Content-Type": "application/json"}, push.body)
-        return len(sent)
+            sent = self._outbox.release(self._clock())
+        return self._outbox.deliver(sent)
 
     def start_ticker(self, interval_s: float = 0.2) -> None:
         """Call `tick()` every `interval_s` from a daemon thread (loopback serving); idempotent."""
-        with self._lock:
-            if self._ticker is not None:
-                return
-            stop = threading.Event()
-            thread = threading.Thread(target=self._tick_until, args=(stop, interval_s), name="wechat-sim-ticker")
-            thread.daemon = True
-            self._ticker = (thread, stop)
-        thread.start()
+        self._ticker.start(interval_s)
 
     def stop_ticker(self) -> None:
-        with self._lock:
-            ticker, self._ticker = self._ticker, None
-        if ticker is not None:
-            ticker[1].set()
-            ticker[0].join(timeout=10)
-
-    def _tick_until(self, stop: threading.Event, interval_s: float) -> None:
-        while not stop.wait(interval_s):
-            with contextlib.suppress(Exception):  # a failing receiver must not stop the ticker
-                self.tick()
+        self._ticker.stop()
 
     def _copies(self, pending: _Pending, now: float) -> list[SentPush]:
-        knobs = self._knobs
-        if self.push_url is None or roll(self._rng, knobs.push_drop_rate):
-            self._counts["push_unrouted" if self.push_url is None else "push_dropped"] += 1
+        """The copies of one due push, rendered now; none when unrouted or dropped."""
+        knobs, push_url = self._knobs, self.push_url
+        if push_url is None:
+            self._counts["push_unrouted"] += 1
+            return []
+        if self._outbox.drop(self._rng, knobs.push_drop_rate):
             return []
         body = json.dumps(self._push_body(pending, now), ensure_ascii=False).encode()
-        copies = []
-        for _ in range(1 + knobs.push_duplicates):
-            bad = roll(self._rng, knobs.push_bad_signature_rate)
-            token = base64.b64encode(self._rng.randbytes(12)).decode() if bad else self._push_token
-            url = httpx.URL(self.push_url).copy_merge_params(self._signed_query(token))
-            copies.append(SentPush(str(url), body, pending.trace_id, now, bad))
-        return copies
+
+        def push(bad_signature: bool) -> SentPush:
+            token = base64.b64encode(self._rng.randbytes(12)).decode() if bad_signature else self._push_token
+            url = httpx.URL(push_url).copy_merge_params(self._signed_query(token))
+            return SentPush(str(url), body, pending.trace_id, now, bad_signature)
+
+        return copies(self._rng, knobs.push_duplicates, knobs.push_bad_signature_rate, push)
 
     def _push_body(self, pending: _Pending, now: float) -> Answer:
         """The JSON-mode `wxa_media_check` event (VENDORS.md §5.4); labels as strings."""
@@ -387,14 +343,6 @@ class WechatSim:
         at, logged = self._clock(), scrub_body(shown, ("secret", "access_token"))
         task = trace_id if isinstance(trace_id, str) else None
         self._log.record(Call(request.method, request.url.path, at, mask_key(token), task, logged))
-
-    def _draw_latency(self) -> float:
-        with self._lock:
-            return latency_s(self._rng, self._knobs.latency_ms)
-
-    def _draw_failure(self, path: str) -> bool:
-        with self._lock:
-            return roll(self._rng, rate_for(self._knobs.failure_rate, path))
 
     def _failure(self, request: httpx.Request) -> httpx.Response:
         kind = self._knobs.failure_kind
@@ -498,7 +446,7 @@ class WechatSim:
         if "sim-too-big" in url:
             return self._error(40006)
         trace_id, openid = self._trace_id(now), str(body["openid"])
-        self._outbox.append(_Pending(now + self._knobs.push_delay_s, trace_id, openid, self._judge(url)))
+        self._outbox.add([_Pending(now + self._knobs.push_delay_s, trace_id, openid, self._judge(url))])
         return {"errcode": 0, "errmsg": "ok", "trace_id": trace_id}
 
     def _image(self, body: dict[str, object], _: float) -> Answer:
@@ -582,15 +530,3 @@ def _result(judgement: Judgement, *, as_text: bool, pass_prob: float | None) -> 
 
 def _signature(token: str, timestamp: str, nonce: str) -> str:
     return hashlib.sha1("".join(sorted((token, timestamp, nonce))).encode(), usedforsecurity=False).hexdigest()
-
-
-def post_in_background(url: str, headers: Mapping[str, str], body: bytes) -> None:
-    """The default `deliver`: POST from a daemon thread; a failed delivery is lost."""
-    thread = threading.Thread(target=_post_quietly, args=(url, dict(headers), body), name="wechat-sim-push")
-    thread.daemon = True
-    thread.start()
-
-
-def _post_quietly(url: str, headers: dict[str, str], body: bytes) -> None:
-    with contextlib.suppress(httpx.HTTPError):
-        httpx.post(url, content=body, headers=headers, timeout=10)
