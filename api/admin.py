@@ -2,14 +2,12 @@
 
 Every handler needs the admin role (the `admin` dependency: 401 without a key, 403 `forbidden`
 for anyone else). Configuration goes through `ConfigStore`, so a change is validated, recorded and
-seen by every process within its cache time. The searches and the usage report are read-only SQL.
+seen by every process within its cache time. The searches and the report are infra's (read-only).
 """
 
 from __future__ import annotations
 
-import base64
-import re
-from dataclasses import dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -17,16 +15,14 @@ import msgspec
 from litestar import Controller, get, put
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
-from sqlalchemy import ColumnElement, Engine, Select, and_, case, func, or_, select
 
 from api.auth import CurrentUser, admin_user
 from api.jobs import ErrorOut, redacted
-from domain.credits import LedgerKind
-from domain.errors import InvalidInput
-from domain.jobs import REFUNDABLE, JobKind, JobStatus
+from domain.jobs import Job, JobKind, JobStatus
+from infra import reports
+from infra.accounts import User
 from infra.config_store import ADJUSTABLE, Change, ConfigStore
-from infra.db import credit_ledger, jobs, users
-from infra.jobstore import decode_cursor
+from infra.reports import Month
 from infra.resources import Resources
 
 Admin = NamedDependency[CurrentUser]
@@ -44,6 +40,13 @@ class UserOut(msgspec.Struct):
     plan_credits: int
     member_until: datetime | None
     created_at: datetime
+
+    @classmethod
+    def of(cls, user: User) -> UserOut:
+        return cls(
+            user.id, user.phone, user.role, user.balance, user.plan, user.plan_credits, user.member_until,
+            user.created_at,
+        )  # fmt: skip
 
 
 class UserPage(msgspec.Struct):
@@ -67,6 +70,26 @@ class AdminJobOut(msgspec.Struct):
     deadline_at: datetime
     finished_at: datetime | None = None
     error: ErrorOut | None = None
+
+    @classmethod
+    def of(cls, job: Job) -> AdminJobOut:
+        return cls(
+            id=job.id,
+            user_id=job.user_id,
+            kind=job.kind,
+            status=job.status,
+            price=job.price,
+            vendor=job.vendor,
+            model=job.model,
+            vendor_task_id=job.vendor_task_id,
+            polls=job.polls,
+            input=redacted(job.input),
+            created_at=job.created_at,
+            updated_at=job.updated_at,
+            deadline_at=job.deadline_at,
+            finished_at=job.finished_at,
+            error=ErrorOut(job.error_code, job.error_message or "") if job.error_code else None,
+        )
 
 
 class AdminJobPage(msgspec.Struct):
@@ -131,13 +154,8 @@ class AdminController(Controller):
         cursor: FromQuery[str | None] = None,
     ) -> UserPage:
         """Newest first; `phone` matches any part of the number; pass `next_cursor` back as `cursor`."""
-        query = select(users)
-        if phone:
-            query = query.where(users.c.phone.contains(phone, autoescape=True))
-        if role:
-            query = query.where(users.c.role == role)
-        rows, next_cursor = _page(resources.engine, query, users.c.created_at, users.c.id, limit, cursor)
-        return UserPage([_user(row) for row in rows], next_cursor)
+        found, next_cursor = resources.accounts.search(phone=phone, role=role, limit=limit, cursor=cursor)
+        return UserPage([UserOut.of(user) for user in found], next_cursor)
 
     @get("/jobs", sync_to_thread=True)
     def search_jobs(
@@ -151,15 +169,10 @@ class AdminController(Controller):
         cursor: FromQuery[str | None] = None,
     ) -> AdminJobPage:
         """Every user's jobs, newest first, filtered by owner, status and kind."""
-        query = select(jobs)
-        if user_id:
-            query = query.where(jobs.c.user_id == user_id)
-        if status is not None:
-            query = query.where(jobs.c.status == status)
-        if kind is not None:
-            query = query.where(jobs.c.kind == kind)
-        rows, next_cursor = _page(resources.engine, query, jobs.c.created_at, jobs.c.id, limit, cursor)
-        return AdminJobPage([_job(row) for row in rows], next_cursor)
+        found, next_cursor = resources.jobs.search(
+            user_id=user_id or None, status=status, kind=kind, limit=limit, cursor=cursor
+        )
+        return AdminJobPage([AdminJobOut.of(job) for job in found], next_cursor)
 
     @get("/config", sync_to_thread=True)
     def read_config(self, admin: Admin, resources: Res, config: Config) -> list[ConfigEntryOut]:
@@ -190,128 +203,5 @@ class AdminController(Controller):
     def usage(self, admin: Admin, resources: Res, month: FromQuery[str | None] = None) -> UsageReport:
         """Per user and kind for one calendar month (UTC, default: this one), each count by when it happened."""
         period = Month.parse(month) if month else Month.of(datetime.now(UTC))
-        return UsageReport(period.name, period.start, period.end, usage_rows(resources.engine, period))
-
-
-@dataclass(frozen=True)
-class Month:
-    name: str  # YYYY-MM
-    start: datetime
-    end: datetime  # the next month's start
-
-    @classmethod
-    def parse(cls, text: str) -> Month:
-        match = re.fullmatch(r"(\d{4})-(\d{2})", text.strip())
-        try:
-            if match is None:
-                raise ValueError(text)
-            return cls.of(datetime(int(match[1]), int(match[2]), 1, tzinfo=UTC))
-        except ValueError:
-            raise InvalidInput("month", f"month is YYYY-MM (e.g. 2026-03), not {text!r}") from None
-
-    @classmethod
-    def of(cls, at: datetime) -> Month:
-        start = datetime(at.year, at.month, 1, tzinfo=UTC)
-        end = datetime(at.year + at.month // 12, at.month % 12 + 1, 1, tzinfo=UTC)
-        return cls(f"{at.year:04d}-{at.month:02d}", start, end)
-
-
-def usage_rows(engine: Engine, month: Month) -> list[UsageOut]:
-    """Two GROUP BYs (jobs; ledger joined to jobs for the kind), merged per (user, kind)."""
-
-    def within(column: Any) -> ColumnElement[bool]:
-        return and_(column >= month.start, column < month.end)
-
-    def count(condition: ColumnElement[bool]) -> Any:
-        return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
-
-    refundable = [s.value for s in REFUNDABLE]
-    counts = (
-        select(
-            jobs.c.user_id,
-            users.c.phone,
-            jobs.c.kind,
-            count(within(jobs.c.created_at)).label("submitted"),
-            count(and_(within(jobs.c.finished_at), jobs.c.status == JobStatus.SUCCEEDED.value)).label("succeeded"),
-            count(and_(within(jobs.c.finished_at), jobs.c.status.in_(refundable))).label("failed"),
-        )
-        .join(users, users.c.id == jobs.c.user_id)
-        .where(or_(within(jobs.c.created_at), within(jobs.c.finished_at)))
-        .group_by(jobs.c.user_id, users.c.phone, jobs.c.kind)
-    )
-    ledger = credit_ledger.c
-    money = (
-        select(
-            ledger.user_id,
-            users.c.phone,
-            jobs.c.kind,
-            func.coalesce(func.sum(case((ledger.kind == LedgerKind.CHARGE.value, -ledger.amount), else_=0)), 0).label(
-                "charged"
-            ),
-            func.coalesce(func.sum(case((ledger.kind == LedgerKind.REFUND.value, ledger.amount), else_=0)), 0).label(
-                "refunded"
-            ),
-        )
-        .select_from(credit_ledger.join(jobs, jobs.c.id == ledger.job_id).join(users, users.c.id == ledger.user_id))
-        .where(within(ledger.created_at), ledger.kind.in_([LedgerKind.CHARGE.value, LedgerKind.REFUND.value]))
-        .group_by(ledger.user_id, users.c.phone, jobs.c.kind)
-    )
-    merged: dict[tuple[str, str], UsageOut] = {}
-    with engine.connect() as conn:
-        for row in conn.execute(counts):
-            out = merged.setdefault((row.user_id, row.kind), UsageOut(row.user_id, row.phone, row.kind))
-            out.submitted, out.succeeded, out.failed = int(row.submitted), int(row.succeeded), int(row.failed)
-        for sums in conn.execute(money):
-            out = merged.setdefault((sums.user_id, sums.kind), UsageOut(sums.user_id, sums.phone, sums.kind))
-            out.credits_charged, out.credits_refunded = int(sums.charged), int(sums.refunded)
-    return [merged[key] for key in sorted(merged)]
-
-
-def _page(
-    engine: Engine, query: Select[Any], created_at: Any, row_id: Any, limit: int, cursor: str | None
-) -> tuple[list[Any], str | None]:
-    """Newest first by (created_at, id); the cursor is the same opaque shape `/v1/jobs` uses."""
-    if cursor:
-        at, after = decode_cursor(cursor)
-        query = query.where(or_(created_at < at, and_(created_at == at, row_id < after)))
-    query = query.order_by(created_at.desc(), row_id.desc()).limit(limit + 1)
-    with engine.connect() as conn:
-        rows = list(conn.execute(query).mappings())
-    if len(rows) <= limit:
-        return rows, None
-    last = rows[limit - 1]
-    token = f"{last['created_at'].isoformat()}|{last['id']}"
-    return rows[:limit], base64.urlsafe_b64encode(token.encode()).decode()
-
-
-def _user(row: Any) -> UserOut:
-    return UserOut(
-        id=row["id"],
-        phone=row["phone"],
-        role=row["role"],
-        balance=int(row["balance"]),
-        plan=row["plan"],
-        plan_credits=int(row["plan_credits"]),
-        member_until=row["member_until"],
-        created_at=row["created_at"],
-    )
-
-
-def _job(row: Any) -> AdminJobOut:
-    return AdminJobOut(
-        id=row["id"],
-        user_id=row["user_id"],
-        kind=JobKind(row["kind"]),
-        status=JobStatus(row["status"]),
-        price=row["price"],
-        vendor=row["vendor"],
-        model=row["model"],
-        vendor_task_id=row["vendor_task_id"],
-        polls=row["polls"],
-        input=redacted(row["input"]),
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        deadline_at=row["deadline_at"],
-        finished_at=row["finished_at"],
-        error=ErrorOut(row["error_code"], row["error_message"] or "") if row["error_code"] else None,
-    )
+        rows = [UsageOut(**asdict(row)) for row in reports.usage(resources.engine, period)]
+        return UsageReport(period.name, period.start, period.end, rows)

@@ -22,6 +22,7 @@ from domain import credits
 from domain.credits import LedgerEntry
 from domain.errors import InsufficientCredits
 from infra.db import api_keys, credit_ledger, users
+from infra.paging import newest_first
 
 KEY_PREFIX = "gq_"
 
@@ -43,6 +44,7 @@ class User:
     member_until: datetime | None
     plan_credits: int
     moderation_platform: str | None
+    created_at: datetime
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,19 @@ class Accounts:
             row = conn.execute(select(users).where(users.c.id == user_id)).mappings().one_or_none()
         return None if row is None else _user(row)
 
+    def search(
+        self, *, phone: str | None = None, role: str | None = None, limit: int = 20, cursor: str | None = None
+    ) -> tuple[list[User], str | None]:
+        """Users newest first; `phone` matches any part of the number."""
+        query = select(users)
+        if phone:
+            query = query.where(users.c.phone.contains(phone, autoescape=True))
+        if role:
+            query = query.where(users.c.role == role)
+        with self._engine.connect() as conn:
+            rows, next_cursor = newest_first(conn, query, users, limit=limit, cursor=cursor)
+        return [_user(row) for row in rows], next_cursor
+
     def by_phone(self, phone: str, *, create_at: datetime | None = None) -> User | None:
         """The user with this phone; with `create_at`, created (no credits, no key) if there is none."""
         with self._engine.begin() as conn:
@@ -163,6 +178,7 @@ def _user(row: Any) -> User:
         member_until=row["member_until"],
         plan_credits=int(row["plan_credits"]),
         moderation_platform=row["moderation_platform"],
+        created_at=row["created_at"],
     )
 
 

@@ -6,13 +6,12 @@ nothing and answers False, so two workers (or a worker and the reconciler) can n
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, RowMapping, and_, exists, insert, or_, select, update
+from sqlalchemy import Engine, RowMapping, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from domain import credits
@@ -21,6 +20,7 @@ from domain.jobs import REFUNDABLE, Job, JobKind, JobStatus, ResultFile, check_t
 from infra.accounts import append, current_balance
 from infra.db import credit_ledger, job_events, jobs
 from infra.orders import consume_plan_credits
+from infra.paging import newest_first
 
 TERMINAL_STAMP = "finished_at"
 
@@ -93,21 +93,29 @@ class JobStore:
         limit: int = 20,
         cursor: str | None = None,
     ) -> tuple[list[Job], str | None]:
-        """Newest first; `cursor` is the opaque `next_cursor` of the previous page."""
-        query = select(jobs).where(jobs.c.user_id == user_id)
+        """The user's jobs, newest first; `cursor` is the opaque `next_cursor` of the previous page."""
+        return self.search(user_id=user_id, status=status, kind=kind, limit=limit, cursor=cursor)
+
+    def search(
+        self,
+        *,
+        user_id: str | None = None,
+        status: JobStatus | None = None,
+        kind: JobKind | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> tuple[list[Job], str | None]:
+        """Jobs (of one user, or everyone's for admins), newest first, filtered."""
+        query = select(jobs)
+        if user_id is not None:
+            query = query.where(jobs.c.user_id == user_id)
         if status is not None:
             query = query.where(jobs.c.status == status)
         if kind is not None:
             query = query.where(jobs.c.kind == kind)
-        if cursor:
-            at, job_id = decode_cursor(cursor)
-            query = query.where(or_(jobs.c.created_at < at, and_(jobs.c.created_at == at, jobs.c.id < job_id)))
-        query = query.order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(limit + 1)
         with self._engine.connect() as conn:
-            page = [_job(row) for row in conn.execute(query).mappings()]
-        more = len(page) > limit
-        page = page[:limit]
-        return page, encode_cursor(page[-1]) if more else None
+            rows, next_cursor = newest_first(conn, query, jobs, limit=limit, cursor=cursor)
+        return [_job(row) for row in rows], next_cursor
 
     def move(
         self,
@@ -218,20 +226,6 @@ class JobStore:
 
 def results_value(files: Iterable[ResultFile]) -> list[dict[str, Any]]:
     return [{"key": f.key, "content_type": f.content_type, "size": f.size} for f in files]
-
-
-def encode_cursor(job: Job) -> str:
-    return base64.urlsafe_b64encode(f"{job.created_at.isoformat()}|{job.id}".encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        at, _, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.fromisoformat(at), job_id
-    except (ValueError, UnicodeDecodeError) as exc:
-        from domain.errors import InvalidInput
-
-        raise InvalidInput("cursor", "cursor is not one this API gave out") from exc
 
 
 def _row(new: NewJob, now: datetime) -> dict[str, Any]:
