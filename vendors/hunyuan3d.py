@@ -28,6 +28,11 @@ SERVICE: Final = "ai3d"
 API_VERSION: Final = "2025-05-13"
 SUBMIT: Final = "SubmitHunyuanTo3DProJob"
 QUERY: Final = "QueryHunyuanTo3DProJob"
+RAPID_SUBMIT: Final = "SubmitHunyuanTo3DRapidJob"
+RAPID_QUERY: Final = "QueryHunyuanTo3DRapidJob"
+RAPID_PREFIX: Final = "rapid:"
+"""A Rapid job's task id is `rapid:<JobId>`: polling must ask the action pair that made it."""
+RAPID_PROMPT_MAX: Final = 200
 EXPIRED_CODES: Final = ("ResourceNotFound*",)
 """Query error-code patterns that mean the JobId is gone (VENDORS.md §2.6)."""
 
@@ -77,6 +82,7 @@ class Hunyuan3DRequest:
     low_poly: bool = False  # 3.0 only -> GenerateType "LowPoly"
     views: tuple[ViewImage, ...] = ()  # -> MultiViewImages
     result_format: str | None = None  # one extra format: STL, USDZ, FBX
+    rapid: bool = False  # the cheaper Rapid pair: no version, LowPoly or views; prompt <= 200
 
 
 class Hunyuan3DClient:
@@ -116,12 +122,17 @@ class Hunyuan3DClient:
         """
         if not isinstance(request, Hunyuan3DRequest):
             raise TypeError(f"Hunyuan3DClient.submit takes a Hunyuan3DRequest, not {type(request).__name__}")
+        if request.rapid:
+            fields = self._api.call(RAPID_SUBMIT, _rapid_body(request), trace_id=idempotency_key)
+            return RAPID_PREFIX + require_str(VENDOR, fields, "JobId")
         fields = self._api.call(SUBMIT, _submit_body(request), trace_id=idempotency_key)
         return require_str(VENDOR, fields, "JobId")
 
     def poll(self, task_id: str) -> PollOutcome:
         """WAIT/RUN -> `Running(stage)`; DONE -> `Done(files)`; FAIL -> `Failed`; gone -> `VendorExpired`."""
-        fields = self._api.call(QUERY, {"JobId": task_id}, expired=self._expired)
+        action, job_id = (RAPID_QUERY, task_id.removeprefix(RAPID_PREFIX)) if task_id.startswith(RAPID_PREFIX) else (
+            QUERY, task_id)  # fmt: skip
+        fields = self._api.call(action, {"JobId": job_id}, expired=self._expired)
         status = fields.get("Status")
         if isinstance(status, str) and status in STAGES:
             return Running(stage=STAGES[status])
@@ -147,12 +158,27 @@ class Hunyuan3DClient:
 # --- wire shapes ----------------------------------------------------------------------------------
 
 
-def _submit_body(request: Hunyuan3DRequest) -> dict[str, object]:
-    """The Pro submit fields; the two rules checked here are the ones we must never send broken."""
+def _one_input(request: Hunyuan3DRequest) -> dict[str, object]:
     inputs = {"Prompt": request.prompt, "ImageUrl": request.image_url, "ImageBase64": request.image_base64}
-    given = {name: value for name, value in inputs.items() if value}
+    given: dict[str, object] = {name: value for name, value in inputs.items() if value}
     if len(given) != 1:
         raise VendorRejected(VENDOR, "invalid_request", "give exactly one of prompt, image_url, image_base64")
+    return given
+
+
+def _rapid_body(request: Hunyuan3DRequest) -> dict[str, object]:
+    """The Rapid submit fields (VENDORS §2.4): one input, a shorter prompt, one result format."""
+    given = _one_input(request)
+    if request.low_poly or request.views:
+        raise VendorRejected(VENDOR, "invalid_request", "Rapid jobs take no low_poly and no extra views")
+    if request.prompt is not None and len(request.prompt) > RAPID_PROMPT_MAX:
+        raise VendorRejected(VENDOR, "invalid_request", f"Rapid prompts are at most {RAPID_PROMPT_MAX} characters")
+    return given | ({"ResultFormat": request.result_format} if request.result_format else {})
+
+
+def _submit_body(request: Hunyuan3DRequest) -> dict[str, object]:
+    """The Pro submit fields; the two rules checked here are the ones we must never send broken."""
+    given = _one_input(request)
     if request.low_poly and request.version != "3.0":
         raise VendorRejected(VENDOR, "invalid_request", f"low_poly is not available with version {request.version}")
     body: dict[str, object] = {"Model": request.version, **given}

@@ -672,3 +672,46 @@ def test_injected_transport_failure_is_a_502_over_loopback(h3d_sim, clock, h3d_l
         submit_chair(Hunyuan3DClient(http, secret_id=TENCENT_SECRET_ID, secret_key=TENCENT_SECRET_KEY, clock=clock))
 
     assert info.value.code == "http_502"
+
+
+# --- the Rapid pair ----------------------------------------------------------------------------------
+
+
+def test_a_rapid_job_is_submitted_and_polled_through_the_rapid_actions(h3d_sim, clock, h3d_http, h3d_client):
+    job_id = h3d_client.submit(Hunyuan3DRequest(version="3.0", prompt="a teapot", rapid=True), idempotency_key="j")
+
+    first = h3d_client.poll(job_id)
+    clock.advance(h3d_sim.knobs.queued_s + h3d_sim.knobs.running_s)
+    outcome = h3d_client.poll(job_id)
+
+    assert job_id.startswith("rapid:") and job_id.removeprefix("rapid:").isdigit()
+    assert isinstance(first, Running)
+    assert isinstance(outcome, Done)
+    assert [(f.ext, f.content_type) for f in outcome.files] == [("zip", "application/zip"), ("png", "image/png")]
+    assert_obj_zip(h3d_http.get(outcome.files[0].url).content)  # Rapid's default: OBJ, plus a preview
+    assert_png(h3d_http.get(outcome.files[1].url).content)
+    assert [c.body["Action"] for c in h3d_sim.calls] == [
+        "SubmitHunyuanTo3DRapidJob",
+        "QueryHunyuanTo3DRapidJob",
+        "QueryHunyuanTo3DRapidJob",
+    ]
+    assert "Model" not in h3d_sim.calls[0].body
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        Hunyuan3DRequest(version="3.0", prompt="x" * 201, rapid=True),
+        Hunyuan3DRequest(version="3.0", prompt="a chair", low_poly=True, rapid=True),
+        Hunyuan3DRequest(
+            version="3.0", image_url="https://img.example/a.png", views=(ViewImage("left", url="u"),), rapid=True
+        ),
+    ],
+    ids=["long-prompt", "low-poly", "views"],
+)
+def test_rapid_rules_are_checked_locally(h3d_sim, h3d_client, request_) -> None:
+    with pytest.raises(VendorRejected) as caught:
+        h3d_client.submit(request_, idempotency_key="j")
+
+    assert caught.value.code == "invalid_request"
+    assert h3d_sim.calls == []
