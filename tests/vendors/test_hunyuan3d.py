@@ -433,7 +433,7 @@ def test_cancel_is_a_no_op_and_the_job_runs_on(h3d_sim, clock, h3d_client) -> No
     finish(h3d_sim, clock)
 
     assert isinstance(h3d_client.poll(job_id), Done)
-    assert [c.body["Action"] for c in h3d_sim.calls] == ["SubmitHunyuanTo3DProJob", "QueryHunyuanTo3DProJob"]
+    assert [c.body["Action"] for c in h3d_sim.calls if "Action" in c.body] == ["SubmitHunyuanTo3DProJob", "QueryHunyuanTo3DProJob"]
 
 
 def test_outputs_of_an_unfinished_job_is_rejected_not_finished(h3d_client) -> None:
@@ -690,7 +690,7 @@ def test_a_rapid_job_is_submitted_and_polled_through_the_rapid_actions(h3d_sim, 
     assert [(f.ext, f.content_type) for f in outcome.files] == [("zip", "application/zip"), ("png", "image/png")]
     assert_obj_zip(h3d_http.get(outcome.files[0].url).content)  # Rapid's default: OBJ, plus a preview
     assert_png(h3d_http.get(outcome.files[1].url).content)
-    assert [c.body["Action"] for c in h3d_sim.calls] == [
+    assert [c.body["Action"] for c in h3d_sim.calls if "Action" in c.body] == [
         "SubmitHunyuanTo3DRapidJob",
         "QueryHunyuanTo3DRapidJob",
         "QueryHunyuanTo3DRapidJob",
