@@ -41,16 +41,11 @@ import httpx
 from vendors.sim.common import (
     FAILURE_KINDS,
     Call,
-    Deliver,
-    Outbox,
     SimulatorBase,
-    Ticker,
     admin_response,
-    background_poster,
     check_latency,
     check_non_negative,
     check_rate,
-    copies,
     file_response,
     force_timeline,
     json_response,
@@ -61,6 +56,7 @@ from vendors.sim.common import (
     signature_ok,
     signed_url,
 )
+from vendors.sim.outbox import Deliver, Outbox, Ticker, background_poster, copies
 
 FIXTURE_MP4: Final = Path(__file__).parent / "fixtures" / "kie_sample.mp4"
 CREATE_PATH: Final = "/api/v1/jobs/createTask"

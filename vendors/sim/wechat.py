@@ -48,22 +48,18 @@ import httpx
 from vendors.sim.common import (
     FAILURE_KINDS,
     Call,
-    Deliver,
-    Outbox,
     SimulatorBase,
-    Ticker,
     admin_response,
-    background_poster,
     check_latency,
     check_non_negative,
     check_rate,
-    copies,
     json_response,
     mask_key,
     parse_body,
     roll,
     scrub_body,
 )
+from vendors.sim.outbox import Deliver, Outbox, Ticker, background_poster, copies
 
 TOKEN_PATH: Final = "/cgi-bin/token"  # noqa: S105 (a path, not a password)
 STABLE_TOKEN_PATH: Final = "/cgi-bin/stable_token"  # noqa: S105
