@@ -433,7 +433,10 @@ def test_cancel_is_a_no_op_and_the_job_runs_on(h3d_sim, clock, h3d_client) -> No
     finish(h3d_sim, clock)
 
     assert isinstance(h3d_client.poll(job_id), Done)
-    assert [c.body["Action"] for c in h3d_sim.calls if "Action" in c.body] == ["SubmitHunyuanTo3DProJob", "QueryHunyuanTo3DProJob"]
+    assert [c.body["Action"] for c in h3d_sim.calls if "Action" in c.body] == [
+        "SubmitHunyuanTo3DProJob",
+        "QueryHunyuanTo3DProJob",
+    ]
 
 
 def test_outputs_of_an_unfinished_job_is_rejected_not_finished(h3d_client) -> None:
