@@ -1,8 +1,14 @@
-"""What every vendor client promises its callers: four error buckets and three poll outcomes.
+"""What every vendor client promises its callers: the error buckets and three poll outcomes.
 
 Errors are split by the caller's next move (VENDORS.md §0, §10), never by the vendor's own code:
 
-- `VendorUnavailable` — transient (network, 5xx, rate limit): try again soon, spend a retry.
+- `VendorUnavailable` — transient (network, 5xx, rate limit): try again soon, spend a retry. A
+  call that creates vendor work lands here only when the request surely never left us.
+- `VendorOutcomeUnknown` — the request may have reached the vendor and its answer was lost (read
+  timeout, connection reset after sending): the call must not be repeated as if nothing happened,
+  since the vendor may already run, and bill, a task we hold no id for. Not a `VendorUnavailable`,
+  so generic retry code leaves it alone. Only calls that create vendor work raise it (`submit`);
+  polls, outputs and cancels are safe to repeat and keep `VendorUnavailable`.
 - `VendorBusy` — capacity (the vendor's concurrency or queue is full): put the job back with a
   delay; this is back-pressure, it never spends a retry or fails the job.
 - `VendorRejected` — permanent (bad input, auth, config, the vendor's job failed): fail + refund.
@@ -10,12 +16,17 @@ Errors are split by the caller's next move (VENDORS.md §0, §10), never by the 
 - `VendorProtocolError` — the answer broke the documented contract: alert, treat as permanent.
 
 `poll()` answers with a value, not an exception: `Running() | Done(files) | Failed(code, message)`.
+A transport error (no HTTP answer at all) is bucketed by `transport_error`; an HTTP answer, whatever
+its status, is an answer and is bucketed by each client's own table.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Final, Protocol
+
+import httpx
 
 
 class VendorError(Exception):
@@ -36,6 +47,12 @@ class VendorUnavailable(VendorError):
         self.retry_after_ms = retry_after_ms
 
 
+class VendorOutcomeUnknown(VendorError):
+    """The request may have reached the vendor and its answer was lost: the call must not be repeated
+    as if nothing happened. None of our generation vendors dedupes submissions or can be asked "did
+    you get job X?" (VENDORS.md), so a blind retry may start, and bill, a second task."""
+
+
 class VendorBusy(VendorError):
     """Capacity: the vendor is full right now. Re-queue with a delay; not a failure."""
 
@@ -50,6 +67,35 @@ class VendorExpired(VendorError):
 
 class VendorProtocolError(VendorRejected):
     """The vendor's answer broke its documented contract (missing field, wrong type)."""
+
+
+NOT_SENT: Final[tuple[type[httpx.TransportError], ...]] = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.UnsupportedProtocol,
+    httpx.ProxyError,
+)
+"""Transport errors raised before any byte of the request reached the vendor: no connection (refused,
+DNS, TLS handshake), no free pooled connection, a scheme we cannot speak, or a proxy that would not
+open the tunnel. Every other transport error (ReadTimeout, ReadError, WriteError, WriteTimeout,
+RemoteProtocolError, ...) may come after the vendor read the request; so may LocalProtocolError,
+which h11 also raises when a body runs past its Content-Length, after sending the declared bytes."""
+
+
+def transport_error(
+    vendor: str, exc: httpx.TransportError, *, creates: bool, scrub: Callable[[str], str] = str
+) -> VendorError:
+    """The bucket of a call that got no HTTP answer; returned, not raised.
+
+    `creates`: the call starts vendor work (a submit). Such a call is `VendorOutcomeUnknown` unless
+    the error is one of `NOT_SENT`; any other call is safe to repeat, so `VendorUnavailable`.
+    `scrub` removes credentials from the detail text.
+    """
+    detail = scrub(f"{type(exc).__name__}: {exc}")
+    if creates and not isinstance(exc, NOT_SENT):
+        return VendorOutcomeUnknown(vendor, "outcome_unknown", detail)
+    return VendorUnavailable(vendor, "transport", detail)
 
 
 @dataclass(frozen=True)
@@ -81,12 +127,17 @@ PollOutcome = Running | Done | Failed
 
 
 class GenerationVendor(Protocol):
-    """The surface the generation, polling and archiving workers use, whatever the vendor."""
+    """The surface the generation, polling and archiving workers use, whatever the vendor.
+
+    `can_cancel`: after `cancel(task_id)` returns, the vendor runs (and bills) nothing more for that
+    task. False means `cancel` is a documented no-op: the task runs to its end and holds its slot.
+    """
 
     name: str
+    can_cancel: bool
 
     def submit(self, request: object, *, idempotency_key: str) -> str:
-        """Start the vendor's task; return its task id."""
+        """Start the vendor's task; return its task id. A lost answer is `VendorOutcomeUnknown`."""
         ...
 
     def poll(self, task_id: str) -> PollOutcome: ...

@@ -5,7 +5,8 @@ Signing, the envelope and error buckets are `vendors.tencent_cloud`'s; the same 
 the real endpoint and the simulator, only the caller's `httpx.Client` base_url differs.
 
 ai3d has no idempotency key and does not dedupe submissions: our job id travels as `X-TC-TraceId`
-for correlation only. It has no cancel action either: a job runs (and holds one of the account's
+for correlation only, so a submit whose answer was lost raises `VendorOutcomeUnknown`. It has no
+cancel action either (`can_cancel` is False): a job runs (and holds one of the account's
 concurrent slots) until it ends. JobIds live 24 h; after that a Query answers an error
 (`ResourceNotFound` in the simulator; the real code is unconfirmed, so it is configurable).
 """
@@ -89,6 +90,7 @@ class Hunyuan3DClient:
     """The ai3d Pro surface the generation, polling and archiving workers use."""
 
     name = VENDOR
+    can_cancel = False  # ai3d has no cancel action (VENDORS.md §2)
 
     def __init__(
         self,
@@ -123,9 +125,9 @@ class Hunyuan3DClient:
         if not isinstance(request, Hunyuan3DRequest):
             raise TypeError(f"Hunyuan3DClient.submit takes a Hunyuan3DRequest, not {type(request).__name__}")
         if request.rapid:
-            fields = self._api.call(RAPID_SUBMIT, _rapid_body(request), trace_id=idempotency_key)
+            fields = self._api.call(RAPID_SUBMIT, _rapid_body(request), trace_id=idempotency_key, creates=True)
             return RAPID_PREFIX + require_str(VENDOR, fields, "JobId")
-        fields = self._api.call(SUBMIT, _submit_body(request), trace_id=idempotency_key)
+        fields = self._api.call(SUBMIT, _submit_body(request), trace_id=idempotency_key, creates=True)
         return require_str(VENDOR, fields, "JobId")
 
     def poll(self, task_id: str) -> PollOutcome:
@@ -152,7 +154,8 @@ class Hunyuan3DClient:
         raise VendorRejected(VENDOR, "not_finished", outcome.stage)
 
     def cancel(self, task_id: str) -> None:
-        """ai3d has no cancel action: a no-op. The job runs on and holds its slot until it ends."""
+        """ai3d has no cancel action: a no-op (not an exception: callers that stop a job on our side
+        call it as best effort). The job runs on and holds its slot until it ends; `can_cancel` is False."""
 
 
 # --- wire shapes ----------------------------------------------------------------------------------

@@ -5,8 +5,9 @@ Answers are (mostly) HTTP 200 with `{code, msg, data}`; the body's `code` is cla
 the simulator: only the caller's `httpx.Client` base_url differs.
 
 KIE has no idempotency key and no cancel: our job id travels as `X-Request-Id` for correlation
-only, so a retried `submit` after a lost answer may start a second task, and `cancel` is a no-op.
-The API key travels as `Authorization: Bearer` only and never appears in an exception.
+only, so a retried `submit` after a lost answer may start a second task; such a `submit` raises
+`VendorOutcomeUnknown` (`vendors.base.transport_error`). `cancel` is a no-op and `can_cancel` is
+False. The API key travels as `Authorization: Bearer` only and never appears in an exception.
 
 Callbacks (§4.5) are hints: `verify_callback` checks the optional HMAC and names the task, whose
 state the caller then re-reads with `poll`. KIE signs only `taskId.timestamp`, not the body, so a
@@ -37,6 +38,7 @@ from vendors.base import (
     VendorProtocolError,
     VendorRejected,
     VendorUnavailable,
+    transport_error,
 )
 
 VENDOR: Final = "kie"
@@ -101,6 +103,7 @@ class KieClient:
     """The KIE Sora surface the generation, polling and archiving workers use."""
 
     name = VENDOR
+    can_cancel = False  # KIE documents no cancel (VENDORS.md §4)
 
     def __init__(self, http: httpx.Client, *, api_key: str, callback_url: str | None = None) -> None:
         if not api_key:
@@ -121,7 +124,8 @@ class KieClient:
         if not isinstance(request, VideoRequest):
             raise TypeError(f"KieClient.submit takes a VideoRequest, not {type(request).__name__}")
         body = _create_body(request, self._callback_url)
-        env = self._call("POST", CREATE_PATH, body=body, headers={"X-Request-Id": idempotency_key})
+        headers = {"X-Request-Id": idempotency_key}
+        env = self._call("POST", CREATE_PATH, body=body, headers=headers, creates=True)
         task_id = env.data.get("taskId") if isinstance(env.data, dict) else None
         if not isinstance(task_id, str) or not task_id:
             raise VendorProtocolError(VENDOR, "missing_taskId", f"data={type(env.data).__name__}")
@@ -150,7 +154,8 @@ class KieClient:
         raise VendorRejected(VENDOR, "not_finished", outcome.stage)
 
     def cancel(self, task_id: str) -> None:
-        """KIE offers no cancel: the task runs to its end and is charged. Deliberately a no-op."""
+        """KIE offers no cancel: the task runs to its end and is charged. Deliberately a no-op (not an
+        exception: callers that stop a job on our side call it as best effort); `can_cancel` is False."""
 
     # --- one call, classified ---------------------------------------------------------------------
 
@@ -162,13 +167,17 @@ class KieClient:
         body: dict[str, object] | None = None,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
+        creates: bool = False,
     ) -> _Envelope:
-        """One authenticated call; return the envelope when its code is 200, else raise its bucket."""
+        """One authenticated call; return the envelope when its code is 200, else raise its bucket.
+
+        `creates`: the call starts a vendor task, so a lost answer is `VendorOutcomeUnknown`.
+        """
         auth = {"Authorization": f"Bearer {self._key}", **(headers or {})}
         try:
             resp = self._http.request(method, path, json=body, params=params, headers=auth)
-        except httpx.TransportError as exc:  # no answer: timeout, reset, DNS
-            raise VendorUnavailable(VENDOR, "transport", self._scrub(f"{type(exc).__name__}: {exc}")) from exc
+        except httpx.TransportError as exc:  # no answer: never sent, or sent and the answer lost
+            raise transport_error(VENDOR, exc, creates=creates, scrub=self._scrub) from exc
         env = self._envelope(resp)
         if env.code != 200:
             raise self._body_error(env, resp, querying=path == RECORD_PATH)

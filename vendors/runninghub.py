@@ -6,8 +6,10 @@ host and the simulator: only the caller's `httpx.Client` base_url differs.
 
 RunningHub has no idempotency key and does not dedupe submissions: our job id travels as
 `X-Request-Id` for correlation only, so a retried `submit` after a lost answer may start a second
-vendor task. The API key is sent as body `apiKey` and as `Authorization: Bearer`; it never appears
-in an exception (at most as `****` + its last four characters).
+vendor task. A `submit` whose answer may have been lost therefore raises `VendorOutcomeUnknown`, not
+`VendorUnavailable` (`vendors.base.transport_error`). The API key is sent as body `apiKey` and as
+`Authorization: Bearer`; it never appears in an exception (at most as `****` + its last four
+characters).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from vendors.base import (
     VendorProtocolError,
     VendorRejected,
     VendorUnavailable,
+    transport_error,
 )
 
 VENDOR: Final = "runninghub"
@@ -58,6 +61,8 @@ CONTENT_TYPES: Final[Mapping[str, str]] = {
 
 _TASK_FAILED: Final = 805
 _POLL_ANSWERS: Final = frozenset({0, _TASK_FAILED, *PENDING})
+_CANCEL_ANSWERS: Final = frozenset({0, 807, 423})
+"""`/cancel` codes that leave nothing running: done, or the id is unknown/expired (nothing to stop)."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,7 @@ class RunningHubClient:
     """The RunningHub AI-app surface the generation, polling and archiving workers use."""
 
     name = VENDOR
+    can_cancel = True  # POST /task/openapi/cancel (VENDORS.md §3.2)
 
     def __init__(self, http: httpx.Client, *, api_key: str, webhook_url: str | None = None) -> None:
         if not api_key:
@@ -108,7 +114,8 @@ class RunningHubClient:
         if not isinstance(request, AppRun):
             raise TypeError(f"RunningHubClient.submit takes an AppRun, not {type(request).__name__}")
         headers = {"X-Request-Id": idempotency_key}
-        env = self._post("/task/openapi/ai-app/run", _run_body(request, self._webhook_url), headers=headers)
+        body = _run_body(request, self._webhook_url)
+        env = self._post("/task/openapi/ai-app/run", body, headers=headers, creates=True)
         task_id = _task_id(env.data)
         errors = _node_errors(env.data)
         if errors:
@@ -135,8 +142,9 @@ class RunningHubClient:
         raise VendorRejected(VENDOR, "not_finished", outcome.stage)
 
     def cancel(self, task_id: str) -> None:
-        """Ask RunningHub to stop the task; an unknown id raises `VendorExpired`."""
-        self._post("/task/openapi/cancel", {"taskId": task_id})
+        """Ask RunningHub to stop the task. A finished task, or an id RunningHub no longer knows
+        (`807`, `423`), leaves nothing to stop: that is success too. Safe to repeat."""
+        self._post("/task/openapi/cancel", {"taskId": task_id}, accept=_CANCEL_ANSWERS)
 
     def account_status(self) -> dict[str, object]:
         """`remainCoins`, `currentTaskCounts`, `remainMoney`, `currency`, `apiType` as sent."""
@@ -155,13 +163,17 @@ class RunningHubClient:
         key_field: str = "apiKey",
         headers: Mapping[str, str] | None = None,
         accept: Collection[int] = frozenset({0}),
+        creates: bool = False,
     ) -> _Envelope:
-        """POST with credentials; return the envelope if its code is in `accept`, else raise."""
+        """POST with credentials; return the envelope if its code is in `accept`, else raise.
+
+        `creates`: the call starts a vendor task, so a lost answer is `VendorOutcomeUnknown`.
+        """
         auth = {"Authorization": f"Bearer {self._key}", **(headers or {})}
         try:
             resp = self._http.post(path, json={key_field: self._key, **body}, headers=auth)
-        except httpx.TransportError as exc:  # no answer: timeout, reset, DNS
-            raise VendorUnavailable(VENDOR, "transport", self._scrub(f"{type(exc).__name__}: {exc}")) from exc
+        except httpx.TransportError as exc:  # no answer: never sent, or sent and the answer lost
+            raise transport_error(VENDOR, exc, creates=creates, scrub=self._scrub) from exc
         env = self._envelope(resp)
         if env.code not in accept:
             bucket = BUCKETS.get(env.code, VendorRejected)

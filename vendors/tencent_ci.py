@@ -95,6 +95,9 @@ class TencentCiClient:
     """`basic_clean` as a `GenerationVendor`: see the module docstring for why nothing is called."""
 
     name = VENDOR
+    can_cancel = True
+    """True because nothing can be left running: `submit` is local, no Tencent task exists, and the
+    paid call happens only when archiving fetches the output URL. `cancel` has nothing to stop."""
 
     def __init__(
         self,
@@ -151,7 +154,8 @@ class TencentCiClient:
         return (VendorFile(url=url, content_type="image/png", ext="png"),)
 
     def cancel(self, task_id: str) -> None:
-        """Nothing runs at Tencent until the output is fetched, so there is nothing to stop."""
+        """Nothing runs at Tencent until the output is fetched, so there is nothing to stop: once the
+        caller stops fetching, nothing more is billed (hence `can_cancel`)."""
 
     def _input_of(self, task_id: str) -> str:
         match = _TASK.fullmatch(task_id)

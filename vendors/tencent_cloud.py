@@ -30,6 +30,7 @@ from vendors.base import (
     VendorProtocolError,
     VendorRejected,
     VendorUnavailable,
+    transport_error,
 )
 
 ALGORITHM: Final = "TC3-HMAC-SHA256"
@@ -196,16 +197,19 @@ class TencentCloudApi:
         *,
         trace_id: str | None = None,
         expired: Collection[str] = (),
+        creates: bool = False,
     ) -> dict[str, object]:
         """POST one signed action; return `Response` without `RequestId`, or raise by bucket.
 
         `expired` lists code patterns that mean "the vendor no longer knows this id" for this call.
+        `creates`: the action starts vendor work (a Submit), so a lost answer is `VendorOutcomeUnknown`
+        rather than `VendorUnavailable`; API 3.0 has no idempotency token to make a retry safe.
         """
         request = self._signed_request(action, params, trace_id)
         try:
             resp = self._http.send(request)
-        except httpx.TransportError as exc:  # no answer: timeout, reset, DNS
-            raise VendorUnavailable(self.vendor, "transport", self._scrub(f"{type(exc).__name__}: {exc}")) from exc
+        except httpx.TransportError as exc:  # no answer: never sent, or sent and the answer lost
+            raise transport_error(self.vendor, exc, creates=creates, scrub=self._scrub) from exc
         body = self._response(resp)
         error = body.get("Error")
         if error is not None:

@@ -311,14 +311,38 @@ def test_forcing_an_unknown_task_is_404(http) -> None:
     assert http.post(f"/__sim/jobs/{UNKNOWN_TASK}/complete").status_code == 404
 
 
-def test_cancelled_task_fails_and_unknown_cancel_is_expired(client, app_run) -> None:
+def test_cancelled_task_fails(client, app_run) -> None:
     task_id = client.submit(app_run, idempotency_key="job-1")
 
     client.cancel(task_id)
 
     assert isinstance(client.poll(task_id), Failed)
-    with pytest.raises(VendorExpired):
-        client.cancel(UNKNOWN_TASK)
+
+
+def test_cancel_marks_the_task_cancelled_in_the_sim(sim, client, app_run) -> None:
+    task_id = client.submit(app_run, idempotency_key="job-1")
+    other = client.submit(app_run, idempotency_key="job-2")
+
+    client.cancel(task_id)
+
+    assert [(task.task_id, task.cancelled) for task in sim.created_tasks()] == [(task_id, True), (other, False)]
+
+
+def test_cancel_of_a_finished_task_leaves_it_done(sim, clock, client, app_run) -> None:
+    task_id = client.submit(app_run, idempotency_key="job-1")
+    finish(sim, clock)
+
+    client.cancel(task_id)
+
+    assert isinstance(client.poll(task_id), Done)
+    assert [task.cancelled for task in sim.created_tasks()] == [False]
+
+
+def test_cancel_of_an_unknown_task_is_nothing_to_cancel(sim, client) -> None:
+    """RunningHub answers 807: nothing runs under that id, which is what a cancel wants."""
+    client.cancel(UNKNOWN_TASK)
+
+    assert [call.path for call in sim.calls] == ["/task/openapi/cancel"]
 
 
 # --- concurrency ------------------------------------------------------------------------------------

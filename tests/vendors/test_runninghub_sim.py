@@ -150,7 +150,9 @@ def test_config_is_readable_and_settable_over_http(http) -> None:
     assert http.get("/__sim/config").json()["latency_ms"] == [0, 1]
 
 
-@pytest.mark.parametrize("body", [{"no_such_knob": 1}, {"failure_rate": 2}, {"failure_kind": "meteor"}, [1]])
+@pytest.mark.parametrize(
+    "body", [{"no_such_knob": 1}, {"failure_rate": 2}, {"lost_answer_rate": {"*": -1}}, {"failure_kind": "meteor"}, [1]]
+)
 def test_bad_config_is_400_and_changes_nothing(http, body) -> None:
     before = http.get("/__sim/config").json()
 

@@ -66,3 +66,15 @@ def test_injected_transport_failure_is_a_502_over_loopback(sim, api_key, loopbac
         client.submit(app_run, idempotency_key="job-1")
 
     assert info.value.code == "http_502"
+
+
+def test_lost_answer_is_a_502_over_loopback_and_the_task_exists(sim, api_key, loopback_http, app_run) -> None:
+    """ASGI cannot drop the connection, so over loopback a lost answer is an HTTP 502 (an answer)."""
+    sim.configure(lost_answer_rate=1.0)
+    client = RunningHubClient(loopback_http, api_key=api_key)
+
+    with pytest.raises(VendorUnavailable) as info:
+        client.submit(app_run, idempotency_key="job-1")
+
+    assert info.value.code == "http_502"
+    assert len(sim.created_tasks()) == 1

@@ -3,6 +3,12 @@
 A simulator is a plain thread-safe object with `handle(httpx.Request) -> httpx.Response`: tests
 mount it with `httpx.MockTransport(sim.handle)`, and `asgi_app(sim.handle)` serves the very same
 object on loopback under uvicorn. Nothing here knows a vendor's paths or codes.
+
+Two kinds of "no answer" are injected, and they differ in what the vendor did: `failure_kind =
+"transport"` fails before the request is processed (`httpx.ConnectError`: nothing happened), while
+`lost_answer_rate` processes the request (a submit creates its task) and then loses the answer
+(`httpx.ReadTimeout`, see `lose_answer`). Simulators of vendors that create billable tasks list
+every task they created with `created_tasks()`, so tests can find orphans.
 """
 
 from __future__ import annotations
@@ -51,7 +57,8 @@ KnobsT = TypeVar("KnobsT", bound="SimKnobs")
 
 FAILURE_KINDS = frozenset({"http_500", "code_500", "busy", "rate", "transport"})
 """Injected failures: HTTP 500, the vendor's own 500 code, its busy code, its rate-limit code, or no
-answer at all (`httpx.ConnectError`; the ASGI adapter turns it into HTTP 502)."""
+answer at all before the request was processed (`httpx.ConnectError`; the ASGI adapter turns it into
+HTTP 502)."""
 
 
 def mask_key(key: str) -> str:
@@ -115,6 +122,30 @@ def rate_for(rate: float | Mapping[str, float], endpoint: str) -> float:
 
 def roll(rng: random.Random, probability: float) -> bool:
     return probability > 0 and rng.random() < probability
+
+
+def lose_answer(rng: random.Random, rate: float | Mapping[str, float], endpoint: str, request: httpx.Request) -> None:
+    """With `lost_answer_rate` `rate` for `endpoint`, raise `httpx.ReadTimeout`: called after the
+    request was processed, so the vendor acted (a task exists) and only the answer is lost. The ASGI
+    adapter turns it into HTTP 502, like any injected transport failure. Draws nothing at rate 0."""
+    if roll(rng, rate_for(rate, endpoint)):
+        raise httpx.ReadTimeout("simulated lost answer: the request was processed", request=request)
+
+
+# --- tasks -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SimTask:
+    """One task a simulator created, for tests looking for orphans and duplicates.
+
+    `account` is the raw API key or SecretId the task belongs to (test-only; left out of `repr`).
+    """
+
+    task_id: str
+    account: str = field(repr=False)
+    created_at: float
+    cancelled: bool
 
 
 # --- call log --------------------------------------------------------------------------------------

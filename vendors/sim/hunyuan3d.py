@@ -4,7 +4,10 @@
 registered later) and adds the Pro and Rapid action pairs. Submit validates fields as §2.2 does,
 enforces the per-SecretId running-job limit (Pro 3, Rapid 1) with `RequestLimitExceeded.JobNumExceed`,
 and fixes each job's fate when it is accepted; jobs then move WAIT -> RUN -> DONE|FAIL by the
-injected clock. A JobId lives `job_expiry_s`; after that a Query answers `expired_code`.
+injected clock. Like the real API it never dedupes: every accepted Submit is a new job, whatever
+`X-TC-TraceId` says, and `created_tasks()` lists them all (orphans of lost answers included; the
+core's `lost_answer_rate` knob, keyed by action, loses an answer after the action ran). A JobId
+lives `job_expiry_s`; after that a Query answers `expired_code`.
 
 Results are small but valid files (a one-triangle glTF 2.0 binary, a zip of .obj + .mtl, a PNG
 preview, and STL/USDZ/FBX/MP4 on request) served under `/__sim/files/{JobId}/{name}` through
@@ -37,6 +40,7 @@ from PIL import Image
 
 from vendors.sim.common import (
     Call,
+    SimTask,
     admin_response,
     apply_knobs,
     check_non_negative,
@@ -222,6 +226,12 @@ class Hunyuan3DSim:
         with self.core.lock:
             now, expiry = self.core.clock(), self._knobs.job_expiry_s
             return sum(1 for j in self._mine(secret_id, kind) if j.end(expiry) > now)
+
+    def created_tasks(self) -> list[SimTask]:
+        """Every job (Pro and Rapid) accepted since the last `reset()`, oldest first, by its bare
+        JobId; ai3d has no cancel."""
+        with self.core.lock:
+            return [SimTask(j.job_id, j.secret_id, j.accepted_at, cancelled=False) for j in self._jobs.values()]
 
     def stats(self) -> dict[str, object]:
         with self.core.lock:

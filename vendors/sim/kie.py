@@ -3,7 +3,9 @@
 `POST /api/v1/jobs/createTask` and `GET /api/v1/jobs/recordInfo` answer HTTP 200 with `{code, msg,
 data}`, so `vendors.kie` runs against it unchanged. Tasks move waiting -> queuing -> generating ->
 success|fail by the injected `clock` (tests move the clock instead of sleeping); each task's fate and
-timeline are fixed when it is accepted. The admin surface lives under `/__sim/` only. One lock
+timeline are fixed when it is accepted. Like the real vendor it never dedupes: every accepted
+createTask is a new task, whatever `X-Request-Id` says, and `created_tasks()` lists them all
+(orphans of lost answers included). The admin surface lives under `/__sim/` only. One lock
 guards all state; the object is safe to share between threads.
 
 Callbacks: the simulator has no thread of its own. `tick()` finds tasks that reached success/fail
@@ -41,6 +43,7 @@ import httpx
 from vendors.sim.common import (
     FAILURE_KINDS,
     Call,
+    SimTask,
     SimulatorBase,
     admin_response,
     check_latency,
@@ -49,6 +52,7 @@ from vendors.sim.common import (
     file_response,
     force_timeline,
     json_response,
+    lose_answer,
     mask_key,
     max_overlap,
     parse_body,
@@ -90,6 +94,7 @@ class KieKnobs:
     latency_ms: float | tuple[float, float] = 0.0
     failure_rate: float | Mapping[str, float] = 0.0  # global, or {vendor path or "*": rate}
     failure_kind: str = "http_500"  # one of common.FAILURE_KINDS; busy = 409 "queue full", rate = 429
+    lost_answer_rate: float | Mapping[str, float] = 0.0  # processed, then httpx.ReadTimeout; like failure_rate
     waiting_s: float = 1.0
     queuing_s: float = 2.0
     generating_s: float = 30.0
@@ -116,7 +121,8 @@ class KieKnobs:
 
     def __post_init__(self) -> None:
         check_latency(self.latency_ms)
-        for name in ("failure_rate", "job_fail_rate", "callback_drop_rate", "callback_bad_signature_rate"):
+        for name in ("failure_rate", "lost_answer_rate", "job_fail_rate", "callback_drop_rate",
+                     "callback_bad_signature_rate"):  # fmt: skip
             check_rate(name, getattr(self, name))
         for name in (*_PHASES, "job_expiry_s", "result_url_ttl_s", "rate_window_s", "credits_per_task",
                      "callback_delay_s", "callback_duplicates"):  # fmt: skip
@@ -279,6 +285,11 @@ class KieSim(SimulatorBase[KieKnobs]):
         with self._lock:
             return self._unfinished(api_key, self._clock())
 
+    def created_tasks(self) -> list[SimTask]:
+        """Every task accepted since the last `reset()`, oldest first; KIE has no cancel."""
+        with self._lock:
+            return [SimTask(t.task_id, t.api_key, t.created_at, cancelled=False) for t in self._tasks.values()]
+
     def stats(self) -> dict[str, object]:
         with self._lock:
             keys = sorted(self._keys)
@@ -368,6 +379,7 @@ class KieSim(SimulatorBase[KieKnobs]):
         with self._lock:
             code, msg, data = self._dispatch(route, request, body)
             self._record_call(request, body, task_id=_task_id_of(body, data))
+            lose_answer(self._rng, self._knobs.lost_answer_rate, path, request)
         if code == 401:
             return json_response({"code": code, "msg": msg})  # the documented body has no `data`
         return json_response({"code": code, "msg": msg, "data": data})

@@ -2,7 +2,9 @@
 
 Every vendor path answers HTTP 200 with `{code, msg, data}`, so `vendors.runninghub` runs against it
 unchanged. Tasks move QUEUED -> RUNNING -> SUCCESS|FAILED by the injected `clock` (tests move the
-clock instead of sleeping); each task's fate is fixed when it is accepted. The admin surface lives
+clock instead of sleeping); each task's fate is fixed when it is accepted. Like the real vendor it
+never dedupes: every accepted run is a new task, whatever `X-Request-Id` says, and
+`created_tasks()` lists them all (orphans of lost answers included). The admin surface lives
 under `/__sim/` only. One lock guards all state; the object is safe to share between threads.
 """
 
@@ -24,6 +26,7 @@ import httpx
 from vendors.sim.common import (
     FAILURE_KINDS,
     Call,
+    SimTask,
     SimulatorBase,
     admin_response,
     check_latency,
@@ -32,6 +35,7 @@ from vendors.sim.common import (
     file_response,
     force_timeline,
     json_response,
+    lose_answer,
     mask_key,
     max_overlap,
     parse_body,
@@ -66,6 +70,7 @@ class RunningHubKnobs:
     latency_ms: float | tuple[float, float] = 0.0
     failure_rate: float | Mapping[str, float] = 0.0  # global, or {vendor path or "*": rate}
     failure_kind: str = "http_500"  # one of common.FAILURE_KINDS
+    lost_answer_rate: float | Mapping[str, float] = 0.0  # processed, then httpx.ReadTimeout; like failure_rate
     concurrency_limit: int = 1000  # unfinished tasks per api key
     reject_code: int = 421  # or 415 (no free dedicated machine)
     queued_s: float = 1.0
@@ -79,6 +84,7 @@ class RunningHubKnobs:
     def __post_init__(self) -> None:
         check_latency(self.latency_ms)
         check_rate("failure_rate", self.failure_rate)
+        check_rate("lost_answer_rate", self.lost_answer_rate)
         check_rate("job_fail_rate", self.job_fail_rate)
         for name in ("concurrency_limit", "queued_s", "running_s", "job_expiry_s", "result_url_ttl_s"):
             check_non_negative(name, getattr(self, name))
@@ -205,6 +211,11 @@ class RunningHubSim(SimulatorBase[RunningHubKnobs]):
         with self._lock:
             return self._unfinished(api_key, self._clock())
 
+    def created_tasks(self) -> list[SimTask]:
+        """Every task accepted since the last `reset()`, oldest first; `cancelled` by `/cancel`."""
+        with self._lock:
+            return [SimTask(t.task_id, t.api_key, t.accepted_at, t.fate == "cancel") for t in self._tasks.values()]
+
     def stats(self) -> dict[str, object]:
         with self._lock:
             keys = sorted(self._keys)
@@ -232,6 +243,7 @@ class RunningHubSim(SimulatorBase[RunningHubKnobs]):
         with self._lock:
             code, data = self._dispatch(route, request, body)
             self._record(request, body, task_id=_task_id_of(body, data))
+            lose_answer(self._rng, self._knobs.lost_answer_rate, path, request)
         return json_response({"code": code, "msg": MSG.get(code, "ERROR"), "data": data})
 
     def _dispatch(

@@ -33,6 +33,7 @@ from vendors.sim.common import (
     check_latency,
     check_rate,
     latency_s,
+    lose_answer,
     mask_key,
     rate_for,
     roll,
@@ -86,13 +87,15 @@ class TencentCloudKnobs:
 
     latency_ms: float | tuple[float, float] = 0.0
     failure_rate: float | Mapping[str, float] = 0.0  # global, or {action or "*": rate}
-    failure_kind: str = "InternalError"  # one of FAILURE_KINDS
+    failure_kind: str = "InternalError"  # one of FAILURE_KINDS; "transport" fails before the action runs
+    lost_answer_rate: float | Mapping[str, float] = 0.0  # the action runs, then httpx.ReadTimeout; by action
     clock_offset_s: float = 0.0  # the server clock minus ours, for the ±300 s signature window
     seed: int | None = None
 
     def __post_init__(self) -> None:
         check_latency(self.latency_ms)
         check_rate("failure_rate", self.failure_rate)
+        check_rate("lost_answer_rate", self.lost_answer_rate)
         if self.failure_kind not in FAILURE_KINDS:
             raise ValueError(f"failure_kind must be one of {sorted(FAILURE_KINDS)}")
         if isinstance(self.clock_offset_s, bool) or not isinstance(self.clock_offset_s, int | float):
@@ -166,8 +169,10 @@ class TencentCloudSim:
                 fields = self._actions[action].handler(call)
             except TencentCloudError as exc:
                 self._record(request, action, call.params if call else None, {"Error": {"Code": exc.code}})
-                return self._answer({"Error": {"Code": exc.code, "Message": exc.message}})
-            self._record(request, action, call.params, fields)
+                fields = {"Error": {"Code": exc.code, "Message": exc.message}}
+            else:
+                self._record(request, action, call.params, fields)
+            lose_answer(self.rng, self._knobs.lost_answer_rate, action, request)
             return self._answer(fields)
 
     def _verify(self, request: httpx.Request, action: str) -> ActionCall:
