@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, RowMapping, case, insert, select, update
+from sqlalchemy import Connection, Engine, RowMapping, Select, case, insert, select, update
 
 from domain import plans as plan_rules
 from domain.credits import LedgerEntry, LedgerKind
@@ -20,6 +20,8 @@ from domain.errors import Conflict, NotFound
 from domain.plans import Plan
 from infra.accounts import append, new_id
 from infra.db import orders, users
+
+_Select = TypeVar("_Select", bound=Select[Any])
 
 
 @dataclass(frozen=True)
@@ -106,11 +108,14 @@ class Membership:
         return moved.rowcount == 1
 
     def lapse_if_due(self, user_id: str, *, now: datetime) -> int:
-        """Expire the unused plan credits of a lapsed membership; how many expired (0: nothing due)."""
+        """Expire the unused plan credits of a lapsed membership; how many expired (0: nothing due).
+
+        The user row is locked before deciding: many submits right after a lapse all check it, and
+        only the first may see plan credits left (the others wait, then see none: one `expire` row).
+        """
         with self._engine.begin() as conn:
-            user = conn.execute(
-                select(users.c.member_until, users.c.plan_credits, users.c.balance).where(users.c.id == user_id)
-            ).one_or_none()
+            query = select(users.c.member_until, users.c.plan_credits, users.c.balance).where(users.c.id == user_id)
+            user = conn.execute(_for_update(conn, query)).one_or_none()
             if user is None or plan_rules.is_member(user.member_until, now=now) or user.plan_credits <= 0:
                 return 0
             expiring = min(int(user.plan_credits), int(user.balance))
@@ -129,16 +134,19 @@ class Membership:
             return list(conn.execute(query).scalars())
 
     def _locked(self, conn: Connection, order_id: str) -> Order:
-        query = select(orders).where(orders.c.id == order_id)
-        if conn.dialect.name == "postgresql":
-            query = query.with_for_update()
-        row = conn.execute(query).mappings().one_or_none()
+        row = conn.execute(_for_update(conn, select(orders).where(orders.c.id == order_id))).mappings().one_or_none()
         if row is None:
             raise NotFound(f"no order {order_id}", order_id=order_id)
         return _order(row)
 
     def _grant(self, conn: Connection, order: Order, *, now: datetime, days: int) -> None:
-        member_until = conn.execute(select(users.c.member_until).where(users.c.id == order.user_id)).scalar_one()
+        """Grant a paid order's credits and period, in the caller's transaction.
+
+        member_until is read under the user row's lock: two orders paid at the same instant must
+        both extend it, so the second waits for the first and extends what the first wrote.
+        """
+        query = select(users.c.member_until).where(users.c.id == order.user_id)
+        member_until = conn.execute(_for_update(conn, query)).scalar_one()
         append(conn, LedgerEntry(order.user_id, None, LedgerKind.GRANT, order.credits, now))
         conn.execute(
             update(users)
@@ -152,12 +160,24 @@ class Membership:
 
 
 def consume_plan_credits(conn: Connection, user_id: str, amount: int) -> None:
-    """A charge spends plan credits first (they are the ones that expire)."""
+    """A charge spends plan credits first (they are the ones that expire).
+
+    One UPDATE computed from the row it changes, so it needs no lock of its own: a concurrent lapse
+    holds the row (lapse_if_due), and this waits for it, then spends what is left.
+    """
     conn.execute(
         update(users)
         .where(users.c.id == user_id)
         .values(plan_credits=case((users.c.plan_credits > amount, users.c.plan_credits - amount), else_=0))
     )
+
+
+def _for_update(conn: Connection, query: _Select) -> _Select:
+    """Lock the rows read until the transaction ends, so a read-modify-write of them is not lost.
+
+    PostgreSQL only: SQLite serializes writers already (BEGIN IMMEDIATE, infra/db.py).
+    """
+    return query.with_for_update() if conn.dialect.name == "postgresql" else query
 
 
 def _order(row: RowMapping) -> Order:
