@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Final
 
+from domain import scheduling
 from domain.errors import InvalidInput
 
 
@@ -25,9 +26,9 @@ RESOLUTIONS: Final[Mapping[VideoModel, tuple[Resolution, ...]]] = {
     VideoModel.SORA_2: (Resolution.P720,),
     VideoModel.SORA_2_PRO: (Resolution.P720, Resolution.P1080),
 }
-# SPEC §6: heavier videos take more of a model's capacity.
-RESOLUTION_WEIGHT: Final = {Resolution.P720: 1.0, Resolution.P1080: 0.65}
-DURATION_WEIGHT: Final = {10: 1.3, 15: 1.0}
+# SPEC §6's size weights are scheduling rules and live in `domain.scheduling`; kept here for callers.
+RESOLUTION_WEIGHT: Final = scheduling.RESOLUTION_WEIGHT
+DURATION_WEIGHT: Final = scheduling.DURATION_WEIGHT
 
 
 def check_variant(model: VideoModel, resolution: Resolution, duration: int) -> None:
