@@ -2,15 +2,16 @@
 
 Errors are split by the caller's next move (VENDORS.md §0, §10), never by the vendor's own code:
 
-- `VendorUnavailable` — transient (network, 5xx, rate limit): try again soon, spend a retry. A
+- `VendorUnavailable` — transient (network, 5xx): try again soon, spend a retry. A
   call that creates vendor work lands here only when the request surely never left us.
 - `VendorOutcomeUnknown` — the request may have reached the vendor and its answer was lost (read
   timeout, connection reset after sending): the call must not be repeated as if nothing happened,
   since the vendor may already run, and bill, a task we hold no id for. Not a `VendorUnavailable`,
   so generic retry code leaves it alone. Only calls that create vendor work raise it (`submit`);
   polls, outputs and cancels are safe to repeat and keep `VendorUnavailable`.
-- `VendorBusy` — capacity (the vendor's concurrency or queue is full): put the job back with a
-  delay; this is back-pressure, it never spends a retry or fails the job.
+- `VendorBusy` — capacity or rate limit (the vendor's concurrency or queue is full, a 429): wait
+  (its `Retry-After` when given) and ask again; back-pressure, it never spends a retry or fails
+  the job (SPEC §6).
 - `VendorRejected` — permanent (bad input, auth, config, the vendor's job failed): fail + refund.
 - `VendorExpired` — the vendor no longer knows the task id: fail with `vendor_job_expired`.
 - `VendorProtocolError` — the answer broke the documented contract: alert, treat as permanent.
@@ -54,7 +55,12 @@ class VendorOutcomeUnknown(VendorError):
 
 
 class VendorBusy(VendorError):
-    """Capacity: the vendor is full right now. Re-queue with a delay; not a failure."""
+    """Capacity or a rate limit: the vendor is full right now. Wait (`retry_after_ms`, when the
+    vendor said) and ask again; back-pressure, never a failure and never a spent attempt."""
+
+    def __init__(self, vendor: str, code: str, detail: str = "", *, retry_after_ms: int | None = None) -> None:
+        super().__init__(vendor, code, detail)
+        self.retry_after_ms = retry_after_ms
 
 
 class VendorRejected(VendorError):

@@ -47,7 +47,8 @@ RECORD_PATH: Final = "/api/v1/jobs/recordInfo"
 
 BUCKETS: Final[Mapping[int, type[VendorError]]] = {
     **dict.fromkeys((401, 402, 422, 501, 505), VendorRejected),
-    **dict.fromkeys((429, 455, 500), VendorUnavailable),
+    **dict.fromkeys((455, 500), VendorUnavailable),
+    429: VendorBusy,  # a rate limit is back-pressure (SPEC §6): excess requests are rejected, not queued
     404: VendorExpired,  # on recordInfo only; on createTask a 404 is permanent (`_body_error`)
     409: VendorBusy,  # [I] KIE documents no concurrency answer; the simulator's cap says 409 "queue full"
 }
@@ -184,7 +185,9 @@ class KieClient:
         return env
 
     def _envelope(self, resp: httpx.Response) -> _Envelope:
-        if resp.status_code == 429 or resp.status_code >= 500:
+        if resp.status_code == 429:
+            raise VendorBusy(VENDOR, "http_429", retry_after_ms=_retry_after_ms(resp))
+        if resp.status_code >= 500:
             hint = _retry_after_ms(resp)
             raise VendorUnavailable(VENDOR, f"http_{resp.status_code}", retry_after_ms=hint)
         if resp.is_error:
@@ -199,9 +202,9 @@ class KieClient:
 
     def _body_error(self, env: _Envelope, resp: httpx.Response, *, querying: bool) -> VendorError:
         code, detail = f"kie_{env.code}", self._scrub(env.msg)[:300]
-        if BUSY_MESSAGE in env.msg.lower():
-            return VendorBusy(VENDOR, code, detail)
-        bucket = BUCKETS.get(env.code, VendorRejected)
+        bucket = VendorBusy if BUSY_MESSAGE in env.msg.lower() else BUCKETS.get(env.code, VendorRejected)
+        if bucket is VendorBusy:
+            return VendorBusy(VENDOR, code, detail, retry_after_ms=_retry_after_ms(resp))
         if bucket is VendorExpired and not querying:
             bucket = VendorRejected  # "not found" on createTask: a wrong path or model, never a task
         if bucket is VendorUnavailable:

@@ -41,8 +41,8 @@ from vendors.base import (
 VENDOR: Final = "runninghub"
 
 BUCKETS: Final[Mapping[int, type[VendorError]]] = {
-    **dict.fromkeys((421, 415, 814, 1520, 1011), VendorBusy),
-    **dict.fromkeys((500, 808, 1003), VendorUnavailable),
+    **dict.fromkeys((421, 415, 814, 1520, 1011, 1003), VendorBusy),  # 1003: a rate limit is back-pressure
+    **dict.fromkeys((500, 808), VendorUnavailable),
     **dict.fromkeys((807, 423), VendorExpired),
     **dict.fromkeys((301, 380, 433, 801, 802, 803, 806, 809, 811, 812, 901), VendorRejected),
 }
@@ -181,7 +181,9 @@ class RunningHubClient:
         return env
 
     def _envelope(self, resp: httpx.Response) -> _Envelope:
-        if resp.status_code == 429 or resp.status_code >= 500:
+        if resp.status_code == 429:
+            raise VendorBusy(VENDOR, "http_429", retry_after_ms=_retry_after_ms(resp))
+        if resp.status_code >= 500:
             hint = _retry_after_ms(resp)
             raise VendorUnavailable(VENDOR, f"http_{resp.status_code}", retry_after_ms=hint)
         if resp.is_error:

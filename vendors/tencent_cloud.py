@@ -40,7 +40,7 @@ TERMINATOR: Final = "tc3_request"
 BUCKETS: Final[Mapping[str, type[VendorError]]] = {
     "RequestLimitExceeded.JobNumExceed": VendorBusy,
     "LimitExceeded": VendorBusy,
-    "RequestLimitExceeded*": VendorUnavailable,
+    "RequestLimitExceeded*": VendorBusy,  # QPS limits: back-pressure, not a spent attempt (SPEC §6)
     "InternalError*": VendorUnavailable,
     "ServiceUnavailable*": VendorUnavailable,
     "FailedOperation.Engine*": VendorUnavailable,

@@ -496,7 +496,7 @@ SIM_CLASSIFICATION = [
     pytest.param({"failure_rate": 1.0, "failure_kind": "InternalError"}, submit_chair, VendorUnavailable,
                  "tencent_InternalError", id="InternalError"),
     pytest.param({"failure_rate": {"SubmitHunyuanTo3DProJob": 1.0}, "failure_kind": "RequestLimitExceeded"},
-                 submit_chair, VendorUnavailable, "tencent_RequestLimitExceeded", id="qps"),
+                 submit_chair, VendorBusy, "tencent_RequestLimitExceeded", id="qps"),
     pytest.param({"failure_rate": 1.0, "failure_kind": "transport"}, submit_chair, VendorUnavailable, "transport",
                  id="transport"),
     pytest.param({"pro_concurrency": 0}, submit_chair, VendorBusy, "tencent_RequestLimitExceeded.JobNumExceed",

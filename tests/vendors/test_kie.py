@@ -339,8 +339,8 @@ CLASSIFICATION = [
     pytest.param(via_sim(), submit_with_other_key, VendorRejected, "kie_401", id="401"),
     pytest.param(via_sim(credit_balance=0), submit, VendorRejected, "kie_402", id="402"),
     pytest.param(via_sim(), submit_square, VendorRejected, "kie_422", id="422"),
-    pytest.param(via_sim(rate_limit=0), submit, VendorUnavailable, "kie_429", id="429"),
-    pytest.param(via_sim(failure_rate=1.0, failure_kind="rate"), poll_unknown, VendorUnavailable, "kie_429",
+    pytest.param(via_sim(rate_limit=0), submit, VendorBusy, "kie_429", id="429"),
+    pytest.param(via_sim(failure_rate=1.0, failure_kind="rate"), poll_unknown, VendorBusy, "kie_429",
                  id="429-injected"),
     pytest.param(via_sim(maintenance=True), submit, VendorUnavailable, "kie_455", id="455"),
     pytest.param(via_sim(failure_rate=1.0, failure_kind="code_500"), submit, VendorUnavailable, "kie_500", id="500"),
@@ -351,7 +351,7 @@ CLASSIFICATION = [
                  id="http-500"),
     pytest.param(canned(status=503, body=b"<html>busy</html>"), poll_unknown, VendorUnavailable, "http_503",
                  id="http-503"),
-    pytest.param(canned(status=429, body=b"slow down"), submit, VendorUnavailable, "http_429", id="http-429"),
+    pytest.param(canned(status=429, body=b"slow down"), submit, VendorBusy, "http_429", id="http-429"),
     pytest.param(canned(status=404, body=b"not found"), poll_unknown, VendorRejected, "http_404", id="http-404"),
     pytest.param(via_sim(failure_rate=1.0, failure_kind="transport"), submit, VendorUnavailable, "transport",
                  id="transport"),
@@ -391,18 +391,18 @@ def test_maintenance_asks_for_a_longer_back_off() -> None:
         with pytest.raises(VendorUnavailable) as maintenance:
             submit(http)
         sim.configure(maintenance=False, rate_limit=0)
-        with pytest.raises(VendorUnavailable) as rate:
+        with pytest.raises(VendorBusy) as rate:
             submit(http)
 
     assert maintenance.value.retry_after_ms == 60_000
     assert rate.value.retry_after_ms is None
 
 
-def test_http_429_carries_the_retry_after_hint() -> None:
+def test_http_429_is_back_pressure_carrying_the_retry_after_hint() -> None:
     answer = httpx.Response(429, headers={"Retry-After": "3"}, text="slow down")
     with (
         httpx.Client(transport=httpx.MockTransport(lambda _: answer), base_url="http://kie.sim") as http,
-        pytest.raises(VendorUnavailable) as info,
+        pytest.raises(VendorBusy) as info,
     ):
         submit(http)
 
@@ -705,7 +705,7 @@ def test_rate_limit_is_429_and_frees_after_the_window(kie_sim, clock, kie) -> No
     kie.submit(REQUEST, idempotency_key="job-1")
     kie.submit(REQUEST, idempotency_key="job-2")
 
-    with pytest.raises(VendorUnavailable) as info:
+    with pytest.raises(VendorBusy) as info:
         kie.submit(REQUEST, idempotency_key="job-3")
     clock.advance(10)
     kie.submit(REQUEST, idempotency_key="job-3")

@@ -189,11 +189,11 @@ CLASSIFICATION = [
     pytest.param(via_sim(failure_rate=1.0, failure_kind="code_500"), submit, VendorUnavailable, "runninghub_500",
                  id="500"),
     pytest.param(canned(808), submit, VendorUnavailable, "runninghub_808", id="808"),
-    pytest.param(via_sim(failure_rate=1.0, failure_kind="rate"), submit, VendorUnavailable, "runninghub_1003",
+    pytest.param(via_sim(failure_rate=1.0, failure_kind="rate"), submit, VendorBusy, "runninghub_1003",
                  id="1003"),
     pytest.param(via_sim(failure_rate=1.0, failure_kind="http_500"), submit, VendorUnavailable, "http_500",
                  id="http-500"),
-    pytest.param(canned(status=429, body=b"slow down"), submit, VendorUnavailable, "http_429", id="http-429"),
+    pytest.param(canned(status=429, body=b"slow down"), submit, VendorBusy, "http_429", id="http-429"),
     pytest.param(via_sim(failure_rate=1.0, failure_kind="transport"), poll_unknown, VendorUnavailable, "transport",
                  id="transport"),
     pytest.param(via_sim(), poll_unknown, VendorExpired, "runninghub_807", id="807"),
@@ -229,11 +229,11 @@ def test_classification(app_run, arrange: Arrange, act: Act, bucket: type[Vendor
     assert info.value.code == code
 
 
-def test_http_429_carries_the_retry_after_hint(app_run) -> None:
+def test_http_429_is_back_pressure_carrying_the_retry_after_hint(app_run) -> None:
     answer = httpx.Response(429, headers={"Retry-After": "3"}, text="slow down")
     with (
         httpx.Client(transport=httpx.MockTransport(lambda _: answer), base_url="http://rh.sim") as http,
-        pytest.raises(VendorUnavailable) as info,
+        pytest.raises(VendorBusy) as info,
     ):
         submit(http, app_run)
 
