@@ -22,8 +22,7 @@ from domain.errors import InvalidInput, TooManyRequests, Unauthorized
 from infra.login import TokenInvalid, Tokens
 from infra.resources import Resources
 from vendors.tencent_sms import normalize_phone
-from workers import accounts
-from workers.lifecycle import dispatch
+from workers import messages
 
 User = NamedDependency[CurrentUser]
 Res = NamedDependency[Resources]
@@ -84,7 +83,7 @@ class AuthController(Controller):
         )
         _refuse_if_locked(resources, phone)
         limit(resources, f"sms:phone:{phone}", per=settings.rate_sms_per_hour_phone, window_s=3600, what="codes")
-        dispatch(accounts.send_login_code, phone)
+        messages.login_code(phone)
         return CodeSent(phone, settings.sms_code_ttl_s)
 
     @post("/login", status_code=200, sync_to_thread=True)

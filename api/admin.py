@@ -19,7 +19,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from api.auth import CurrentUser, admin_user
 from api.jobs import ErrorOut, redacted
 from domain.jobs import Job, JobKind, JobStatus
-from infra import reports
+from infra import reports, waiting
 from infra.accounts import User
 from infra.config_store import ADJUSTABLE, Change, ConfigStore
 from infra.reports import Month
@@ -138,6 +138,22 @@ class UsageReport(msgspec.Struct):
     items: list[UsageOut]
 
 
+class RoomOut(msgspec.Struct):
+    """One (vendor, model) waiting room: its limit, the limit in force (lower while degraded), slots
+    held, jobs waiting, how long it stays paused after a vendor "too busy", the current window."""
+
+    room: str
+    limit: int
+    effective_limit: int
+    degraded: bool
+    in_flight: int
+    waiting: int
+    paused_ms: int
+    ready: bool
+    window_failures: int
+    window_total: int
+
+
 class AdminController(Controller):
     path = "/v1/admin"
     tags = ["admin"]
@@ -198,6 +214,12 @@ class AdminController(Controller):
     ) -> list[ChangeOut]:
         """Who changed what, when, from what to what; newest first."""
         return [ChangeOut.of(change) for change in config.history(key, limit=limit)]
+
+    @get("/scheduler", sync_to_thread=True)
+    def scheduler(self, admin: Admin, resources: Res) -> list[RoomOut]:
+        """Every waiting room as the scheduler sees it now (degradation included)."""
+        rooms = waiting.room_states(resources.effective(), resources.rooms, now=datetime.now(UTC))
+        return [RoomOut(room=name, **state) for name, state in rooms.items()]
 
     @get("/usage", sync_to_thread=True)
     def usage(self, admin: Admin, resources: Res, month: FromQuery[str | None] = None) -> UsageReport:

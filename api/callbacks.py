@@ -18,12 +18,11 @@ from litestar.exceptions import NotAuthorizedException
 from litestar.params import FromPath, RawBody
 
 from domain.errors import NotFound
+from domain.jobs import JobStatus
 from infra.resources import Resources
 from vendors.kie import CallbackRejected, verify_callback
 from vendors.moderation import ModerationPlatform, PushRejected, PushRequest
-from workers import moderation, polling
-from workers.lifecycle import dispatch
-from workers.moderation import verdict_payload
+from workers import messages
 
 log = structlog.get_logger()
 
@@ -54,7 +53,8 @@ async def kie_callback(request: Request[Any, Any, Any], resources: NamedDependen
         log.info("callback_unknown_task", vendor="kie", vendor_task_id=task_id)
         return {"received": True}
     log.info("callback_received", vendor="kie", job_id=job.id, status=job.status)
-    dispatch(polling.poll_job, job.id)
+    if job.status is JobStatus.PROCESSING:
+        messages.poll(job.id, job.fence)  # a hint: it takes the chain's turn, and the poll re-queries
     return {"received": True}
 
 
@@ -79,5 +79,5 @@ def moderation_callback(
         log.warning("moderation_push_rejected", platform=platform, reason=exc.reason)
         raise NotAuthorizedException(f"push rejected: {exc.reason}") from None
     for platform_task_id, verdict in events:
-        dispatch(moderation.record_verdict, platform, platform_task_id, verdict_payload(verdict))
+        messages.verdict(platform, platform_task_id, verdict)
     return Response(answer.body, status_code=answer.status, media_type=answer.content_type)

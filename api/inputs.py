@@ -10,7 +10,7 @@ import hashlib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -29,6 +29,9 @@ Url = Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
 class JobIn(msgspec.Struct, forbid_unknown_fields=True):
     kind: JobKind
     input: dict[str, Any]
+    # "batch" waits behind interactive jobs: fast class (720p, 1080p-10 s, every other kind) or
+    # slow class (1080p-15 s), seed 001's queues
+    priority: Literal["interactive", "batch"] = "interactive"
 
 
 Key = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
@@ -164,9 +167,12 @@ def validated_input(kind: JobKind, raw: Mapping[str, Any], images: Images) -> di
     return checked
 
 
-def request_hash(kind: JobKind, checked_input: Mapping[str, Any]) -> str:
+def request_hash(kind: JobKind, checked_input: Mapping[str, Any], priority: str = "interactive") -> str:
     """Canonical digest of a submission, to tell an idempotent replay from a reused key."""
-    canonical = msgspec.json.encode({"kind": kind.value, "input": checked_input}, order="sorted")
+    body: dict[str, Any] = {"kind": kind.value, "input": checked_input}
+    if priority != "interactive":  # absent from digests made before priorities existed
+        body["priority"] = priority
+    canonical = msgspec.json.encode(body, order="sorted")
     return hashlib.sha256(canonical).hexdigest()
 
 

@@ -18,16 +18,16 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 from api.accounts import client_ip, limit
 from api.auth import CurrentUser
 from api.inputs import Images, JobIn, request_hash, validated_input
+from domain import scheduling
 from domain.errors import NotFound
 from domain.jobs import Job, JobKind, JobStatus
 from domain.pricing import PriceList
 from domain.routing import route
-from infra import metrics
+from infra import metrics, waiting
 from infra.accounts import new_id
 from infra.jobstore import NewJob
 from infra.resources import Resources
-from workers import generation, moderation
-from workers.lifecycle import dispatch
+from workers import messages
 
 
 class ErrorOut(msgspec.Struct):
@@ -41,27 +41,38 @@ class ResultOut(msgspec.Struct):
     size: int
 
 
+class QueueOut(msgspec.Struct):
+    """Why a `queued` job waits (vendor_slots, plan_concurrency, vendor_busy, degraded, paused) and
+    its place in its (vendor, model) room's order: 1 = next."""
+
+    reason: str
+    position: int
+
+
 class JobOut(msgspec.Struct):
     id: str
     kind: JobKind
     status: JobStatus
     price: int
+    priority: str
     input: dict[str, Any]
     created_at: datetime
     updated_at: datetime
-    deadline_at: datetime
+    deadline_at: datetime  # when the current stage times out: moderation, the wait, or the run
     finished_at: datetime | None = None
     error: ErrorOut | None = None
     results: list[ResultOut] | None = None
+    queue: QueueOut | None = None
 
     @classmethod
-    def of(cls, job: Job, resources: Resources) -> JobOut:
+    def of(cls, job: Job, resources: Resources, *, queue: waiting.QueueInfo | None = None) -> JobOut:
         ttl = resources.settings.signed_url_ttl_s
         return cls(
             id=job.id,
             kind=job.kind,
             status=job.status,
             price=job.price,
+            priority=job.priority,
             input=redacted(job.input),
             created_at=job.created_at,
             updated_at=job.updated_at,
@@ -73,6 +84,7 @@ class JobOut(msgspec.Struct):
             ]
             if job.status is JobStatus.SUCCEEDED
             else None,
+            queue=QueueOut(queue.reason, queue.position) if queue is not None else None,
         )
 
 
@@ -126,7 +138,8 @@ class JobsController(Controller):
         terms = prices.quote(data.kind, checked)
         target = route(data.kind, checked)
         now = datetime.now(UTC)
-        audit = resources.settings.audit_enabled
+        audit = settings.audit_enabled
+        first_stage_s = settings.audit_deadline_s if audit else resources.effective().max_wait_s
         job, created = resources.jobs.create(
             NewJob(
                 id=new_id(),
@@ -137,9 +150,11 @@ class JobsController(Controller):
                 price=terms.price,
                 vendor=target.vendor,
                 model=target.model,
-                deadline_at=now + timedelta(seconds=terms.deadline_s),
+                deadline_at=now + timedelta(seconds=first_stage_s),
+                deadline_s=terms.deadline_s,
+                priority=scheduling.priority_class(data.kind, checked, batch=data.priority == "batch"),
                 idempotency_key=idempotency_key,
-                request_hash=request_hash(data.kind, checked),
+                request_hash=request_hash(data.kind, checked, data.priority),
                 moderation_platform=(user.moderation_platform or resources.settings.moderation_platform)
                 if audit
                 else None,
@@ -149,7 +164,7 @@ class JobsController(Controller):
         if created:
             metrics.JOBS_SUBMITTED.labels(job.kind).inc()
             metrics.CREDITS_CHARGED.labels(job.kind).inc(job.price)
-            dispatch(moderation.check_job if audit else generation.submit_job, job.id)
+            (messages.check if audit else messages.enqueue)(job.id, job.fence)
         headers = {} if created else {"Idempotent-Replayed": "true"}
         return Response(JobOut.of(job, resources), status_code=HTTP_202_ACCEPTED, headers=headers)
 
@@ -158,10 +173,16 @@ class JobsController(Controller):
         job = resources.jobs.get_for_user(user.id, job_id)
         if job is None:
             raise NotFound(f"no job {job_id}", job_id=job_id)
+        now = datetime.now(UTC)
         pull_after = timedelta(seconds=resources.settings.audit_pull_after_s)
-        if job.status is JobStatus.PENDING_AUDIT and datetime.now(UTC) - job.updated_at >= pull_after:
-            dispatch(moderation.check_job, job.id)  # no verdict yet: ask again (the answer stays ours)
-        return JobOut.of(job, resources)
+        if job.status is JobStatus.PENDING_AUDIT and now - job.updated_at >= pull_after:
+            messages.check(job.id, job.fence)  # no verdict yet: ask again (the answer stays ours)
+        queue = None
+        if job.status is JobStatus.QUEUED:
+            queue = waiting.queue_info(
+                resources.effective(), resources.rooms, resources.accounts, resources.jobs, job, now=now
+            )
+        return JobOut.of(job, resources, queue=queue)
 
     @get("/", sync_to_thread=True)
     def list_jobs(

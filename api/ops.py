@@ -35,5 +35,5 @@ def cluster_collector(resources: Resources) -> metrics.ClusterCollector:
         return {q: int(client.llen(f"{NAMESPACE}:{q}")) + int(client.llen(f"{NAMESPACE}:{q}.DQ")) for q in QUEUES}
 
     return metrics.ClusterCollector(
-        lambda: catalog.slot_limits(resources.effective()), resources.slots.in_flight, depths
+        lambda: catalog.slot_limits(resources.effective()), resources.rooms.in_flight, depths
     )

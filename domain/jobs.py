@@ -33,14 +33,19 @@ class JobStatus(StrEnum):
 
 S = JobStatus
 
-# Allowed moves. Beyond SPEC §3's diagram: SUBMITTING -> QUEUED is vendor back-pressure (or a
-# worker that died mid-submit, re-driven by maintenance), and QUEUED -> TIMED_OUT is a job whose
-# deadline passed while every vendor slot stayed taken.
+# Allowed moves (SPEC §3). Beyond the diagram:
+# - PENDING_AUDIT -> FAILED: moderation never answered before its own deadline.
+# - QUEUED -> SUBMITTING is admission: a vendor slot was taken for the job's next attempt.
+# - QUEUED -> TIMED_OUT: the job waited longer than the maximum wait.
+# - SUBMITTING -> QUEUED: vendor back-pressure, a transient error to back off from, or a dead
+#   submitter whose lease lapsed (taken back by maintenance).
+# - SUBMITTING | PROCESSING -> CANCELLED: the owner's cancel (the vendor's cancel called where it
+#   exists). ARCHIVING is too late to cancel: the vendor's work is done and is being copied.
 NEXT: Final[Mapping[JobStatus, frozenset[JobStatus]]] = {
-    S.PENDING_AUDIT: frozenset({S.QUEUED, S.AUDIT_FAILED, S.CANCELLED}),
+    S.PENDING_AUDIT: frozenset({S.QUEUED, S.AUDIT_FAILED, S.FAILED, S.CANCELLED}),
     S.QUEUED: frozenset({S.SUBMITTING, S.CANCELLED, S.TIMED_OUT}),
-    S.SUBMITTING: frozenset({S.PROCESSING, S.QUEUED, S.FAILED}),
-    S.PROCESSING: frozenset({S.ARCHIVING, S.FAILED, S.TIMED_OUT}),
+    S.SUBMITTING: frozenset({S.PROCESSING, S.QUEUED, S.FAILED, S.CANCELLED}),
+    S.PROCESSING: frozenset({S.ARCHIVING, S.FAILED, S.TIMED_OUT, S.CANCELLED}),
     S.ARCHIVING: frozenset({S.SUCCEEDED, S.FAILED}),
 }
 
@@ -93,11 +98,24 @@ class Job:
     processing_at: datetime | None = None
     finished_at: datetime | None = None
     moderation_platform: str | None = None
+    fence: int = 0  # the token every message for this job carries; bumped by each claim and move
+    attempt: int = 0  # admissions so far; the vendor slot is held by (id, attempt)
+    priority: str = "interactive"  # domain.scheduling.PriorityClass
+    deadline_s: int = 0  # the kind's run budget, counted from admission
+    admitted_at: datetime | None = None
+    not_before: datetime | None = None  # a back-off: not admitted again before this
+    submit_failures: int = 0  # transient submit failures so far (each one backs off)
+    archive_attempts: int = 0
 
     @property
     def slot(self) -> str:
-        """The (vendor, model) semaphore this job takes a lease in."""
+        """The (vendor, model) room this job waits in and takes a slot lease in."""
         return f"{self.vendor}:{self.model}"
+
+    @property
+    def holder(self) -> str:
+        """Who holds the slot: this job's current attempt, never the job as such."""
+        return f"{self.id}:{self.attempt}"
 
     @property
     def terminal(self) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -147,6 +147,15 @@ class Accounts:
     def set_moderation_platform(self, user_id: str, platform: str | None) -> None:
         with self._engine.begin() as conn:
             conn.execute(update(users).where(users.c.id == user_id).values(moderation_platform=platform))
+
+    def plans(self, user_ids: Iterable[str]) -> dict[str, tuple[str | None, datetime | None]]:
+        """(plan, member_until) per user: what their in-flight cap and fair-share weight follow."""
+        ids = list(set(user_ids))
+        if not ids:
+            return {}
+        query = select(users.c.id, users.c.plan, users.c.member_until).where(users.c.id.in_(ids))
+        with self._engine.connect() as conn:
+            return {row.id: (row.plan, row.member_until) for row in conn.execute(query)}
 
     def balance(self, user_id: str) -> int:
         with self._engine.connect() as conn:

@@ -12,8 +12,6 @@ from typing import Any
 from domain.jobs import JobKind
 from domain.polling import PollSchedule
 from domain.pricing import PatternTable, PriceList, variant_key
-from domain.routing import route
-from domain.video import Resolution, effective_concurrency
 from infra.settings import Settings
 
 
@@ -30,14 +28,6 @@ def slot_limits(settings: Settings) -> dict[str, int]:
         "kie:sora-2-pro": settings.kie_concurrency_sora_2_pro,
         "hunyuan3d:pro": settings.hunyuan3d_concurrency,
     }
-
-
-def job_limit(settings: Settings, kind: JobKind, job_input: Mapping[str, Any]) -> int:
-    """The slot limit one job sees: videos get the model's limit weighted by size (SPEC §6)."""
-    limit = slot_limits(settings).get(route(kind, job_input).slot, 1)
-    if kind is JobKind.VIDEO:
-        return effective_concurrency(limit, Resolution(job_input["resolution"]), int(job_input["duration"]))
-    return limit
 
 
 def poll_schedule(settings: Settings, kind: JobKind, job_input: Mapping[str, Any]) -> PollSchedule:

@@ -121,10 +121,40 @@ jobs = Table(
     Column("processing_at", UTCDateTime, nullable=True),
     Column("finished_at", UTCDateTime, nullable=True),
     Column("moderation_platform", String(16), nullable=True),  # chosen at submit when audits are on
+    # the engine (0004): fencing token, admissions, priority class, budgets and back-offs
+    Column("fence", Integer, nullable=False, server_default="0"),
+    Column("attempt", Integer, nullable=False, server_default="0"),
+    Column("priority", String(16), nullable=False, server_default="interactive"),
+    Column("deadline_s", Integer, nullable=True),  # run budget from admission; deadline_at is the current state's
+    Column("admitted_at", UTCDateTime, nullable=True),
+    Column("not_before", UTCDateTime, nullable=True),
+    Column("submit_failures", Integer, nullable=False, server_default="0"),
+    Column("archive_attempts", Integer, nullable=False, server_default="0"),
     UniqueConstraint("user_id", "idempotency_key"),
     CheckConstraint(f"status IN ({', '.join(repr(s.value) for s in JobStatus)})", name="status_known"),
     Index("ix_jobs_user_created", "user_id", "created_at", "id"),
     Index("ix_jobs_status_updated", "status", "updated_at"),
+    Index("ix_jobs_user_status", "user_id", "status"),
+    Index("ix_jobs_status_deadline", "status", "deadline_at"),
+)
+
+# Every call that may create a vendor task, written down before the call is made: a task the
+# vendor made is then always traceable to its job, to a cancel, or to an unknown outcome.
+vendor_attempts = Table(
+    "vendor_attempts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("job_id", String(32), ForeignKey("jobs.id"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("vendor", String(32), nullable=False),
+    # calling -> accepted | busy | failed | unknown (the answer was lost) | abandoned (accepted,
+    # but the job had moved on: cancelled at the vendor where it can be)
+    Column("outcome", String(16), nullable=False),
+    Column("task_id", String(64), nullable=True),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("ended_at", UTCDateTime, nullable=True),
+    Column("cancelled_at", UTCDateTime, nullable=True),
+    UniqueConstraint("job_id", "attempt"),
 )
 
 job_events = Table(

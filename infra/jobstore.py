@@ -11,18 +11,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, RowMapping, exists, insert, select, update
+from sqlalchemy import Connection, Engine, RowMapping, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from domain import credits
 from domain.errors import Conflict
 from domain.jobs import REFUNDABLE, Job, JobKind, JobStatus, ResultFile, check_transition
 from infra.accounts import append, current_balance
-from infra.db import credit_ledger, job_events, jobs
+from infra.db import credit_ledger, job_events, jobs, users, vendor_attempts
 from infra.orders import consume_plan_credits
 from infra.paging import newest_first
 
 TERMINAL_STAMP = "finished_at"
+IN_FLIGHT = (JobStatus.SUBMITTING, JobStatus.PROCESSING)  # what counts against a plan's cap
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class NewJob:
     idempotency_key: str | None = None
     request_hash: str | None = None
     moderation_platform: str | None = None
+    priority: str = "interactive"
+    deadline_s: int = 0
 
 
 class JobStore:
@@ -124,26 +127,187 @@ class JobStore:
         target: JobStatus,
         *,
         now: datetime,
+        fence: int | None = None,
         detail: Mapping[str, Any] | None = None,
         **changes: Any,
-    ) -> bool:
-        """Compare-and-set `expected` -> `target`, with `changes` to other columns, plus an event."""
-        check_transition(job_id, expected, target)
-        values = {"status": target, "updated_at": now, **changes}
-        if target is JobStatus.PROCESSING:
-            values.setdefault("processing_at", now)
-        if target not in (JobStatus.QUEUED, JobStatus.SUBMITTING, JobStatus.PROCESSING, JobStatus.ARCHIVING):
-            values[TERMINAL_STAMP] = now
+    ) -> int | None:
+        """Compare-and-set `expected` -> `target` (and the fence, when given), plus an event.
+
+        Returns the job's new fence (every move bumps it, so messages sent before the move are
+        stale), or None when the job was not in `expected` with that fence: someone else moved it.
+        """
         with self._engine.begin() as conn:
-            cas = update(jobs).where(jobs.c.id == job_id, jobs.c.status == expected).values(**values)
-            if conn.execute(cas).rowcount != 1:
-                return False
-            conn.execute(
-                insert(job_events).values(
-                    job_id=job_id, from_status=expected, to_status=target, at=now, detail=dict(detail or {})
-                )
+            return _move(conn, job_id, expected, target, now=now, fence=fence, detail=detail, **changes)
+
+    def claim(
+        self,
+        job_id: str,
+        status: JobStatus,
+        fence: int,
+        *,
+        now: datetime,
+        polled: bool = False,
+        archiving: bool = False,
+    ) -> Job | None:
+        """Take a message's turn: bump the fence if the job is still in `status` with `fence`.
+
+        Every message is good for one run: a duplicate, or a message a re-drive made stale, finds
+        the fence moved on and gets None. `polled` counts a poll, `archiving` an archive attempt.
+        """
+        values: dict[str, Any] = {"fence": jobs.c.fence + 1, "updated_at": now}
+        if polled:
+            values["polls"] = jobs.c.polls + 1
+        if archiving:
+            values["archive_attempts"] = jobs.c.archive_attempts + 1
+        cas = (
+            update(jobs)
+            .where(jobs.c.id == job_id, jobs.c.status == status, jobs.c.fence == fence)
+            .values(**values)
+            .returning(*jobs.c)
+        )
+        with self._engine.begin() as conn:
+            row = conn.execute(cas).mappings().one_or_none()
+        return None if row is None else _job(row)
+
+    def heartbeat(self, job_id: str, status: JobStatus, fence: int, *, now: datetime) -> bool:
+        """A long run is alive: its job keeps its fence and the reconciler leaves it alone."""
+        with self._engine.begin() as conn:
+            result = conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.status == status, jobs.c.fence == fence)
+                .values(updated_at=now)
             )
+        return result.rowcount == 1
+
+    def admit(self, job: Job, *, cap: int, now: datetime) -> tuple[Job | None, bool]:
+        """Admission: `queued` -> `submitting` for the job's next attempt, within the owner's plan cap.
+
+        The owner's row is locked first, so two admissions of one user's jobs (in any rooms, on
+        any machines) count in-flight jobs one after the other. Returns (the admitted job, False),
+        (None, True) when the owner is at its cap, (None, False) when the job moved on.
+        """
+        with self._engine.begin() as conn:
+            _lock_user(conn, job.user_id)
+            if _in_flight(conn, [job.user_id]).get(job.user_id, 0) >= cap:
+                return None, True
+            fence = _move(
+                conn,
+                job.id,
+                JobStatus.QUEUED,
+                JobStatus.SUBMITTING,
+                now=now,
+                fence=job.fence,
+                detail={"attempt": job.attempt + 1},
+                attempt=job.attempt + 1,
+                admitted_at=now,
+                not_before=None,
+                deadline_at=now + timedelta(seconds=job.deadline_s or _budget(job)),
+            )
+            if fence is None:
+                return None, False
+            row = conn.execute(select(jobs).where(jobs.c.id == job.id)).mappings().one()
+        return _job(row), False
+
+    def open_attempt(self, job: Job, *, now: datetime) -> bool:
+        """Write down the vendor call about to be made; False if this attempt was already made."""
+        row = {
+            "job_id": job.id,
+            "attempt": job.attempt,
+            "vendor": job.vendor,
+            "outcome": "calling",
+            "started_at": now,
+        }
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(insert(vendor_attempts).values(**row))
+        except IntegrityError:
+            return False
         return True
+
+    def end_attempt(self, job: Job, outcome: str, *, now: datetime, task_id: str | None = None) -> bool:
+        """Record how a vendor call ended (once: only a `calling` attempt changes)."""
+        with self._engine.begin() as conn:
+            return _end_attempt(conn, job.id, job.attempt, outcome, now=now, task_id=task_id)
+
+    def accept(self, job: Job, task_id: str, *, now: datetime) -> int | None:
+        """The vendor took the task: `submitting` -> `processing` and the attempt's task id, together.
+
+        None when the job moved on meanwhile (cancelled, or taken back); the task is then recorded
+        as `abandoned`, for the caller to cancel at the vendor where it can.
+        """
+        with self._engine.begin() as conn:
+            fence = _move(
+                conn,
+                job.id,
+                JobStatus.SUBMITTING,
+                JobStatus.PROCESSING,
+                now=now,
+                fence=job.fence,
+                detail={"attempt": job.attempt},
+                vendor_task_id=task_id,
+            )
+            _end_attempt(conn, job.id, job.attempt, "accepted" if fence else "abandoned", now=now, task_id=task_id)
+        return fence
+
+    def cancelled_at_vendor(self, job_id: str, attempt: int, *, now: datetime) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(
+                update(vendor_attempts)
+                .where(vendor_attempts.c.job_id == job_id, vendor_attempts.c.attempt == attempt)
+                .values(cancelled_at=now)
+            )
+
+    def attempts(self, job_id: str) -> list[dict[str, Any]]:
+        query = select(vendor_attempts).where(vendor_attempts.c.job_id == job_id).order_by(vendor_attempts.c.attempt)
+        with self._engine.connect() as conn:
+            return [dict(row) for row in conn.execute(query).mappings()]
+
+    def attempt_outcome(self, job_id: str, attempt: int) -> str | None:
+        query = select(vendor_attempts.c.outcome).where(
+            vendor_attempts.c.job_id == job_id, vendor_attempts.c.attempt == attempt
+        )
+        with self._engine.connect() as conn:
+            return conn.execute(query).scalar_one_or_none()
+
+    def in_flight(self, user_ids: Iterable[str]) -> dict[str, int]:
+        """Jobs in `submitting` or `processing` per user: what counts against the plan's cap."""
+        with self._engine.connect() as conn:
+            return _in_flight(conn, list(user_ids))
+
+    def in_state(self, status: JobStatus, *, limit: int = 5000) -> list[Job]:
+        query = select(jobs).where(jobs.c.status == status).order_by(jobs.c.created_at).limit(limit)
+        with self._engine.connect() as conn:
+            return [_job(row) for row in conn.execute(query).mappings()]
+
+    def in_room(self, vendor: str, model: str, statuses: Iterable[JobStatus], *, limit: int = 10_000) -> list[Job]:
+        query = (
+            select(jobs)
+            .where(jobs.c.vendor == vendor, jobs.c.model == model, jobs.c.status.in_([s.value for s in statuses]))
+            .order_by(jobs.c.created_at)
+            .limit(limit)
+        )
+        with self._engine.connect() as conn:
+            return [_job(row) for row in conn.execute(query).mappings()]
+
+    def queued_rooms(self, user_id: str) -> set[str]:
+        """The rooms where this user has jobs waiting (an ended job may unblock them all)."""
+        query = (
+            select(jobs.c.vendor, jobs.c.model)
+            .where(jobs.c.user_id == user_id, jobs.c.status == JobStatus.QUEUED)
+            .distinct()
+        )
+        with self._engine.connect() as conn:
+            return {f"{r.vendor}:{r.model}" for r in conn.execute(query)}
+
+    def past_deadline(self, statuses: Iterable[JobStatus], *, now: datetime, limit: int = 500) -> list[Job]:
+        query = (
+            select(jobs)
+            .where(jobs.c.status.in_([s.value for s in statuses]), jobs.c.deadline_at < now)
+            .order_by(jobs.c.deadline_at)
+            .limit(limit)
+        )
+        with self._engine.connect() as conn:
+            return [_job(row) for row in conn.execute(query).mappings()]
 
     def set_input(self, job_id: str, job_input: Mapping[str, Any]) -> None:
         """Replace a job's input (generation adds a signed URL for a direct upload before submitting)."""
@@ -245,6 +409,8 @@ def _row(new: NewJob, now: datetime) -> dict[str, Any]:
         "created_at": now,
         "updated_at": now,
         "polls": 0,
+        "priority": new.priority,
+        "deadline_s": new.deadline_s,
     }
 
 
@@ -269,4 +435,85 @@ def _job(row: RowMapping) -> Job:
         processing_at=row["processing_at"],
         finished_at=row["finished_at"],
         moderation_platform=row["moderation_platform"],
+        fence=row["fence"],
+        attempt=row["attempt"],
+        priority=row["priority"],
+        deadline_s=row["deadline_s"] or 0,
+        admitted_at=row["admitted_at"],
+        not_before=row["not_before"],
+        submit_failures=row["submit_failures"],
+        archive_attempts=row["archive_attempts"],
     )
+
+
+def _move(
+    conn: Connection,
+    job_id: str,
+    expected: JobStatus,
+    target: JobStatus,
+    *,
+    now: datetime,
+    fence: int | None,
+    detail: Mapping[str, Any] | None,
+    **changes: Any,
+) -> int | None:
+    check_transition(job_id, expected, target)
+    values = {"status": target, "updated_at": now, "fence": jobs.c.fence + 1, **changes}
+    if target is JobStatus.PROCESSING:
+        values.setdefault("processing_at", now)
+    if target not in (JobStatus.QUEUED, JobStatus.SUBMITTING, JobStatus.PROCESSING, JobStatus.ARCHIVING):
+        values[TERMINAL_STAMP] = now
+    cas = update(jobs).where(jobs.c.id == job_id, jobs.c.status == expected)
+    if fence is not None:
+        cas = cas.where(jobs.c.fence == fence)
+    new_fence = conn.execute(cas.values(**values).returning(jobs.c.fence)).scalar_one_or_none()
+    if new_fence is None:
+        return None
+    conn.execute(
+        insert(job_events).values(
+            job_id=job_id, from_status=expected, to_status=target, at=now, detail=dict(detail or {})
+        )
+    )
+    return int(new_fence)
+
+
+def _end_attempt(
+    conn: Connection, job_id: str, attempt: int, outcome: str, *, now: datetime, task_id: str | None
+) -> bool:
+    values: dict[str, Any] = {"outcome": outcome, "ended_at": now}
+    if task_id is not None:
+        values["task_id"] = task_id
+    result = conn.execute(
+        update(vendor_attempts)
+        .where(
+            vendor_attempts.c.job_id == job_id,
+            vendor_attempts.c.attempt == attempt,
+            vendor_attempts.c.outcome == "calling",
+        )
+        .values(**values)
+    )
+    return result.rowcount == 1
+
+
+def _lock_user(conn: Connection, user_id: str) -> None:
+    """Serialise a user's admissions (PostgreSQL row lock; SQLite's writers are serial already)."""
+    query = select(users.c.id).where(users.c.id == user_id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    conn.execute(query)
+
+
+def _in_flight(conn: Connection, user_ids: list[str]) -> dict[str, int]:
+    if not user_ids:
+        return {}
+    query = (
+        select(jobs.c.user_id, func.count())
+        .where(jobs.c.user_id.in_(user_ids), jobs.c.status.in_([s.value for s in IN_FLIGHT]))
+        .group_by(jobs.c.user_id)
+    )
+    return {row[0]: int(row[1]) for row in conn.execute(query)}
+
+
+def _budget(job: Job) -> float:
+    """The run budget of a job written before deadline_s existed: its first deadline's span."""
+    return max((job.deadline_at - job.created_at).total_seconds(), 1.0)

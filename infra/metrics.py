@@ -40,6 +40,19 @@ CREDITS_CHARGED = Counter("genq_credits_charged_total", "Credits charged for job
 CREDITS_REFUNDED = Counter("genq_credits_refunded_total", "Credits refunded for jobs", ["kind"])
 ARCHIVED_BYTES = Counter("genq_storage_archived_bytes_total", "Bytes copied into our storage", ["kind"])
 RECONCILED = Counter("genq_reconciled_total", "Messages re-sent by the reconciler", ["status"])
+ADMITTED = Counter("genq_admissions_total", "Jobs admitted from a waiting room to a vendor slot", ["slot", "priority"])
+DEGRADATIONS = Counter(
+    "genq_degradation_changes_total", "A room's effective limit lowered (down) or raised (up)", ["slot", "direction"]
+)
+UNKNOWN_OUTCOMES = Counter(
+    "genq_vendor_unknown_outcomes_total",
+    "Submits whose answer was lost (timeout after sending, worker died mid-call): possible orphaned vendor tasks",
+    ["vendor"],
+)
+VENDOR_CANCELS = Counter("genq_vendor_cancels_total", "Vendor tasks genq no longer wanted", ["vendor", "outcome"])
+LEASES_LOST = Counter(
+    "genq_slot_leases_lost_total", "Renewals that found the lease lapsed and its slot taken by another", ["slot"]
+)
 
 
 class ClusterCollector(Collector):

@@ -17,8 +17,8 @@ from infra.jobstore import JobStore
 from infra.login import LoginCodes, Tokens
 from infra.orders import Membership
 from infra.ratelimit import RateLimiter
+from infra.rooms import Rooms
 from infra.settings import Settings
-from infra.slots import Slots
 from infra.storage import Storage, make_s3_client
 
 
@@ -39,7 +39,7 @@ class Resources:
     redis: redis.Redis
     jobs: JobStore
     accounts: Accounts
-    slots: Slots
+    rooms: Rooms
     storage: Storage
     images: ImageInspector
     audits: AuditStore
@@ -60,7 +60,7 @@ class Resources:
             redis=client,
             jobs=JobStore(engine),
             accounts=Accounts(engine),
-            slots=Slots(client, ttl_s=settings.slot_lease_ttl_s),
+            rooms=Rooms(client, ttl_s=settings.slot_lease_ttl_s),
             storage=Storage(make_s3_client(settings, s3_endpoint(settings)), settings.s3_bucket),
             audits=AuditStore(engine),
             rate=RateLimiter(client),

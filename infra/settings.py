@@ -141,15 +141,21 @@ class Settings:
     douyin_base_url: str = "https://developer.toutiao.com"
     douyin_appid: str = ""
     douyin_secret: Secret = Secret("")
-    # scheduling
-    slot_lease_ttl_s: int = 120
+    # scheduling: slot leases (kept alive by heartbeats every third of the TTL), retries, waits
+    slot_lease_ttl_s: float = 30.0
     retry_waits_s: str = "2,4,8"
-    requeue_delay_s: float = 5.0
+    vendor_busy_pause_s: float = 5.0  # a room's pause after a "too busy" answer without Retry-After
+    max_wait_s: float = 86_400.0  # the longest a job waits in `queued` before it times out
+    audit_deadline_s: float = 600.0  # moderation that never answers: `failed` + refund after this
+    archive_max_attempts: int = 4  # any error counts; backs off by retry_waits_s between attempts
+    degrade_window_s: float = 60.0  # seed 001: a (vendor, model) failing more than the threshold in
+    degrade_threshold: float = 0.3  # a window runs at floor(limit x factor) (never below 1), and
+    degrade_factor: float = 0.6  # recovers by one per healthy window
+    degrade_min_samples: int = 5
     worker_threads: int = 8
     # maintenance: how long a job may sit in a state before the reconciler re-drives it
     reconcile_interval_s: float = 10.0
     stale_queued_s: float = 60.0
-    stale_submitting_s: float = 180.0
     stale_processing_s: float = 60.0
     stale_archiving_s: float = 300.0
     stale_refund_s: float = 30.0

@@ -21,6 +21,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 from sqlalchemy import Engine, delete
 
+import workers.actors  # noqa: F401 - declares every actor for install()
 from api.app import create_app
 from infra.db import (
     api_keys,
@@ -34,6 +35,7 @@ from infra.db import (
     orders,
     sms_codes,
     users,
+    vendor_attempts,
 )
 from infra.embedded import EmbeddedRedis, EmbeddedS3, free_port
 from infra.migrate import upgrade
@@ -125,7 +127,7 @@ def base_settings(
         sms_template_id="1000001",
         fetch_allowlist=f"127.0.0.1:{SAMPLES_PORT}",
         retry_waits_s="0,0,0",
-        requeue_delay_s=0.05,
+        vendor_busy_pause_s=0.05,
         poll_schedule_image="0:0.05",
         poll_schedule_video_720p="0:0.05",
         poll_schedule_video_1080p="0:0.05",
@@ -167,7 +169,15 @@ def resources(base_settings: Settings, db: Engine, redis_client: redis.Redis) ->
 
 def _empty(engine: Engine) -> None:
     with engine.begin() as conn:
-        for table in (config_changes, config_overrides, orders, sms_codes, moderation_audits, job_events):
+        for table in (
+            config_changes,
+            config_overrides,
+            orders,
+            sms_codes,
+            moderation_audits,
+            job_events,
+            vendor_attempts,
+        ):
             conn.execute(delete(table))
         for table in (credit_ledger, jobs, api_keys, users):
             conn.execute(delete(table))
@@ -274,7 +284,7 @@ def runtime_(resources: Resources, sims: httpx.MockTransport) -> Iterator[runtim
         settings=resources.settings,
         jobs=resources.jobs,
         accounts=resources.accounts,
-        slots=resources.slots,
+        rooms=resources.rooms,
         storage=resources.storage,
         vendors=vendor_clients(resources.settings, resources.jobs, transport=sims),
         downloads=httpx.Client(transport=sims),

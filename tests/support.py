@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
+
+from sqlalchemy import update
 
 from domain.jobs import Job
 from infra.accounts import NewUser
+from infra.db import users
 from infra.embedded import free_port
 from infra.resources import Resources
 
@@ -42,8 +45,15 @@ def terminal_job(resources: Resources, job_id: str, *, timeout_s: float = 20.0) 
     return wait_for(probe, timeout_s=timeout_s, what=f"job {job_id} to finish")
 
 
-def make_user(resources: Resources, credits: int, phone: str = "13800000000") -> NewUser:
-    return resources.accounts.create_user(phone, credits, now=datetime.now(UTC))
+def make_user(resources: Resources, credits: int, phone: str = "13800000000", *, plan: str | None = None) -> NewUser:
+    """A user with an API key and `credits`; with `plan`, a member of it for 30 days (its in-flight
+    cap and fair-share weight follow the plan's concurrency; without one a user is on "free": 1)."""
+    user = resources.accounts.create_user(phone, credits, now=datetime.now(UTC))
+    if plan is not None:
+        with resources.engine.begin() as conn:
+            until = datetime.now(UTC) + timedelta(days=30)
+            conn.execute(update(users).where(users.c.id == user.user_id).values(plan=plan, member_until=until))
+    return user
 
 
 def auth(user: NewUser) -> dict[str, str]:

@@ -12,16 +12,15 @@ import structlog
 
 from vendors.base import VendorRejected
 from vendors.tencent_sms import SmsRateLimited
-from workers import runtime
 from workers.broker import actor
+from workers.runtime import Runtime
 
 log = structlog.get_logger()
 CODE_DIGITS = 6
 
 
 @actor(queue_name="maintenance", max_retries=3, time_limit=60_000)
-def send_login_code(phone: str) -> None:
-    rt = runtime.get()
+def send_login_code(rt: Runtime, phone: str) -> None:
     if rt.sms is None or rt.login is None:
         log.error("sms_not_configured")
         return
@@ -35,9 +34,8 @@ def send_login_code(phone: str) -> None:
         log.error("sms_rejected", error=exc.code)
 
 
-def sweep_memberships() -> int:
+def sweep_memberships(rt: Runtime) -> int:
     """Expire the unused plan credits of every lapsed membership; how many users lapsed."""
-    rt = runtime.get()
     now = rt.now()
     lapsed = rt.membership.lapsed(now=now)
     for user_id in lapsed:

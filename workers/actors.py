@@ -1,4 +1,8 @@
-"""Imports every actor module, so that `workers.broker.install()` sees every actor."""
+"""Declares every actor (importing their modules), so that `workers.broker.install()` binds them all.
+
+Worker processes and tests import this before installing a broker; the API sends by name
+(workers.messages) and needs none of it.
+"""
 
 from workers import accounts, archiving, generation, maintenance, moderation, polling, refunds
 

@@ -14,6 +14,7 @@ import dramatiq
 import httpx
 import structlog
 
+import workers.actors  # noqa: F401 - declares every actor, so install() binds them all
 from infra import logging as genq_logging
 from infra.jobstore import JobStore
 from infra.lifetime import exit_with_parent
@@ -110,7 +111,7 @@ def build_runtime(resources: Resources) -> runtime.Runtime:
         settings=settings,
         jobs=resources.jobs,
         accounts=resources.accounts,
-        slots=resources.slots,
+        rooms=resources.rooms,
         storage=resources.storage,
         vendors=vendor_clients(settings, resources.jobs),
         downloads=httpx.Client(timeout=httpx.Timeout(settings.vendor_timeout_s, connect=5.0), follow_redirects=True),

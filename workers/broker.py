@@ -1,19 +1,24 @@
-"""Where actors bind. Import this before any actor module.
+"""Where actors bind, and how each run gets the process's runtime.
 
 Actors bind to a broker when decorated, and decorating must not do I/O or read settings, so every
 actor is declared on a placeholder `StubBroker`; `install()` moves them all to the real broker at
-boot (a RedisBroker in processes, a StubBroker or RedisBroker in tests).
+boot (a RedisBroker in processes, a StubBroker or RedisBroker in tests). An actor function takes
+the runtime first: the decorator passes the one installed at boot, so helpers take `rt` as an
+argument and nothing looks it up. Nothing here imports an actor module (`workers.actors` does).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import Any, Final, ParamSpec, TypeVar
+from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import AgeLimit, Callbacks, Middleware, Retries, ShutdownNotifications, TimeLimit
+
+from workers import runtime
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -39,15 +44,22 @@ def middleware() -> list[Middleware]:
 _placeholder = StubBroker(middleware=middleware())
 
 
-def actor(*, queue_name: str, **options: Any) -> Callable[[Callable[P, R]], dramatiq.Actor[P, R]]:
+def actor(
+    *, queue_name: str, **options: Any
+) -> Callable[[Callable[Concatenate[runtime.Runtime, P], R]], dramatiq.Actor[P, R]]:
     if queue_name not in QUEUES:
         raise ValueError(f"unknown queue {queue_name}")
 
-    def decorate(fn: Callable[P, R]) -> dramatiq.Actor[P, R]:
+    def decorate(fn: Callable[Concatenate[runtime.Runtime, P], R]) -> dramatiq.Actor[P, R]:
         name = f"{fn.__module__.rsplit('.', 1)[-1]}.{fn.__name__}"
+
+        @functools.wraps(fn)
+        def run(*args: P.args, **kwargs: P.kwargs) -> R:
+            return fn(runtime.current(), *args, **kwargs)
+
         declared: dramatiq.Actor[P, R] = dramatiq.actor(
             actor_name=name, queue_name=queue_name, broker=_placeholder, **options
-        )(fn)
+        )(run)
         ACTORS.append(declared)
         return declared
 
@@ -63,9 +75,8 @@ def stub_broker() -> StubBroker:
 
 
 def install(broker: dramatiq.Broker) -> dramatiq.Broker:
-    """Bind every actor (and every queue, actors or not) to `broker` and make it the global one."""
-    import workers.actors  # noqa: F401 - declares every actor
-
+    """Bind every declared actor (import `workers.actors` first to declare them all) and every queue
+    to `broker`, and make it the global one. The API declares no actors: it sends by name."""
     for declared in ACTORS:
         declared.broker = broker
         broker.declare_actor(declared)

@@ -1,91 +1,158 @@
-"""The maintenance pool: the reconciler that makes lost messages harmless.
+"""The maintenance pool: the reconciler that makes lost messages and dead workers harmless.
 
-Redis may lose messages; the database may not. Every `reconcile_interval_s`, each non-terminal
-job whose last progress is older than its state's bound gets the message its state's actor needs,
-a job left in `submitting` by a dead worker goes back to `queued`, and a refundable job without
-its refund gets one. Actors are idempotent, so a re-send that races a live message is harmless.
-A Redis lock lets only one maintenance process reconcile per interval.
+Redis may lose messages and rooms; the database may not. Every `reconcile_interval_s`, one
+maintenance process (a Redis lock) makes one pass:
+
+1. rebuilds any room Redis lost, from the database (admission does too, before it admits);
+2. renews the slot leases of every job the vendor is running, whatever its poll interval;
+3. ends every job past its state's deadline (moderation, the wait in `queued`, the run);
+4. takes back `submitting` jobs whose submitter's lease lapsed (a dead worker): an attempt whose
+   call had started is counted as an unknown outcome, and the job waits for its next attempt;
+5. re-drives jobs idle in their state past its bound by bumping the fence and sending the one
+   message that state's actor needs (the old chain, if alive, is now stale), and puts `queued`
+   jobs the rooms lost back in them;
+6. admits in every room (the fallback: admission normally happens at each release), and re-sends
+   lost refunds.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections import defaultdict
 from datetime import timedelta
-from typing import Any
 
-import dramatiq
 import redis
 import structlog
 
 from domain.jobs import Job
 from domain.jobs import JobStatus as S
 from infra import metrics
-from workers import accounts, archiving, generation, moderation, polling, refunds, runtime
-from workers.lifecycle import dispatch
+from infra.rooms import Renewal
+from workers import accounts, admission, messages
+from workers.lifecycle import finish, time_out
+from workers.runtime import Runtime, current
 
 log = structlog.get_logger()
 LOCK_KEY = "genq:maintenance:reconcile"
 SWEEP_KEY = "genq:maintenance:membership-sweep"
 SWEEP_EVERY_S = 86_400
 
-_REDRIVE: Mapping[S, dramatiq.Actor[Any, Any]] = {
-    S.PENDING_AUDIT: moderation.check_job,
-    S.QUEUED: generation.submit_job,
-    S.PROCESSING: polling.poll_job,
-    S.ARCHIVING: archiving.archive_job,
-}
+
+def reconcile(rt: Runtime) -> int:
+    """One pass; returns how many jobs it acted on."""
+    for room in rt.policy.rooms():
+        admission.rebuild_if_lost(rt, room)
+    renew_running(rt)
+    acted = end_overdue(rt) + take_back(rt) + redrive(rt)
+    for room in rt.policy.rooms():
+        acted += admission.admit(rt, room)
+    now = rt.now()
+    for job_id in rt.jobs.unrefunded(older_than=now - timedelta(seconds=rt.settings.stale_refund_s)):
+        acted += messages.refund(job_id)
+        metrics.RECONCILED.labels("refund").inc()
+    if acted:
+        log.info("reconciled", acted=acted)
+    return acted
 
 
-def bounds(rt: runtime.Runtime) -> dict[S, float]:
-    s = rt.settings
-    return {
+def renew_running(rt: Runtime) -> None:
+    by_room: dict[str, list[Job]] = defaultdict(list)
+    for job in rt.jobs.in_state(S.PROCESSING):
+        by_room[job.slot].append(job)
+    for room, jobs in by_room.items():
+        answers = rt.rooms.renew(room, [job.holder for job in jobs], limit=rt.policy.model_limit(room))
+        for job, answer in zip(jobs, answers, strict=True):
+            if answer is Renewal.LOST:
+                metrics.LEASES_LOST.labels(room).inc()
+                log.warning("lease_lost", job_id=job.id, room=room)
+
+
+def end_overdue(rt: Runtime) -> int:
+    ended = 0
+    for job in rt.jobs.past_deadline((S.PENDING_AUDIT, S.QUEUED, S.PROCESSING), now=rt.now()):
+        if job.status is S.PENDING_AUDIT:
+            message = "moderation gave no verdict in time"
+            ended += finish(rt, job, S.PENDING_AUDIT, S.FAILED, code="moderation_timeout", message=message)
+        elif job.status is S.QUEUED:
+            message = "no vendor slot within the maximum wait"
+            if finish(rt, job, S.QUEUED, S.TIMED_OUT, code="queue_timeout", message=message):
+                rt.rooms.remove(job.slot, job.id)
+                ended += 1
+        else:
+            time_out(rt, job)
+            ended += 1
+    return ended
+
+
+def take_back(rt: Runtime) -> int:
+    """`submitting` jobs whose lease lapsed: their submitter is gone (it heartbeats while alive)."""
+    taken = 0
+    for job in rt.jobs.in_state(S.SUBMITTING):
+        if rt.rooms.held(job.slot, job.holder) or not rt.rooms.ready(job.slot):
+            continue
+        reason = "lease_lapsed"
+        if rt.jobs.end_attempt(job, "unknown", now=rt.now()):  # the call had started: maybe a task
+            reason = "outcome_unknown"
+            metrics.UNKNOWN_OUTCOMES.labels(job.vendor).inc()
+            log.warning("submit_outcome_unknown", job_id=job.id, attempt=job.attempt)
+        if admission.back_to_queue(rt, job, reason=reason):
+            metrics.RECONCILED.labels(S.SUBMITTING).inc()
+            taken += 1
+    return taken
+
+
+def redrive(rt: Runtime) -> int:
+    s, now = rt.settings, rt.now()
+    bounds = {
         S.PENDING_AUDIT: s.audit_pull_after_s,
-        S.QUEUED: s.stale_queued_s,
-        S.SUBMITTING: s.stale_submitting_s,
         S.PROCESSING: s.stale_processing_s,
         S.ARCHIVING: s.stale_archiving_s,
     }
+    sent = sum(redrive_job(rt, job) for job in rt.jobs.stale(bounds, now=now))
+    return sent + _requeue_lost(rt)
 
 
-def reconcile() -> int:
-    """One pass; returns how many messages it sent."""
-    rt = runtime.get()
-    now = rt.now()
-    sent = 0
-    for job in rt.jobs.stale(bounds(rt), now=now):
-        sent += _redrive(job)
-    for job_id in rt.jobs.unrefunded(older_than=now - timedelta(seconds=rt.settings.stale_refund_s)):
-        sent += dispatch(refunds.refund_job, job_id)
-        metrics.RECONCILED.labels("refund").inc()
-    if sent:
-        log.info("reconciled", sent=sent)
-    return sent
+def redrive_job(rt: Runtime, job: Job) -> bool:
+    """Bump the fence (any message already out for the job is stale from here) and send the one
+    message its state's actor needs."""
+    fresh = rt.jobs.claim(job.id, job.status, job.fence, now=rt.now())
+    if fresh is None:
+        return False  # it moved on meanwhile
+    send = {S.PENDING_AUDIT: messages.check, S.PROCESSING: messages.poll, S.ARCHIVING: messages.archive}
+    metrics.RECONCILED.labels(job.status).inc()
+    log.info("job_redriven", job_id=job.id, status=job.status)
+    return send[job.status](job.id, fresh.fence)
 
 
-def _redrive(job: Job) -> int:
-    rt = runtime.get()
-    status = job.status
-    if status is S.SUBMITTING:  # its worker died mid-submit: take it back and submit again
-        if not rt.jobs.move(job.id, S.SUBMITTING, S.QUEUED, now=rt.now(), detail={"reason": "reconciled"}):
-            return 0
-        status = S.QUEUED
-    elif not rt.jobs.touch(job.id, status, now=rt.now()):
-        return 0  # it moved on meanwhile
-    metrics.RECONCILED.labels(status).inc()
-    log.info("job_redriven", job_id=job.id, status=status)
-    return int(dispatch(_REDRIVE[status], job.id))
+def _requeue_lost(rt: Runtime) -> int:
+    """`queued` jobs idle past the bound that their room does not hold (lost with Redis, or between
+    a take and its admission) go back in."""
+    stale = rt.jobs.stale({S.QUEUED: rt.settings.stale_queued_s}, now=rt.now(), limit=5000)
+    by_room: dict[str, list[Job]] = defaultdict(list)
+    for job in stale:
+        by_room[job.slot].append(job)
+    put = 0
+    for room, jobs in by_room.items():
+        if not rt.rooms.ready(room):
+            continue
+        for job, held in zip(jobs, rt.rooms.waiting(room, [j.id for j in jobs]), strict=True):
+            if not held:
+                rt.rooms.enqueue(room, admission.entry(rt, job))
+                metrics.RECONCILED.labels(S.QUEUED).inc()
+                put += 1
+    return put
 
 
 def run_periodically(stop: threading.Event, client: redis.Redis) -> None:
     """The maintenance loop: reconcile every interval, and sweep lapsed memberships daily (SPEC §4,
     §10), each one process at a time cluster-wide."""
-    interval = runtime.get().settings.reconcile_interval_s
+    rt = current()
+    interval = rt.settings.reconcile_interval_s
     while not stop.wait(interval):
         try:
             if client.set(LOCK_KEY, "1", nx=True, px=max(int(interval * 1000) - 50, 1)):
-                reconcile()
+                reconcile(rt)
             if client.set(SWEEP_KEY, "1", nx=True, ex=SWEEP_EVERY_S):
-                accounts.sweep_memberships()
+                accounts.sweep_memberships(rt)
         except Exception:  # keep the loop alive through Redis or database blips
             log.exception("maintenance_failed")

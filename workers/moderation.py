@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import io
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -24,57 +25,54 @@ from domain.jobs import JobStatus as S
 from domain.moderation import LowConfidence, effective, job_outcome
 from infra.audits import Audit, VerdictRecord
 from vendors.base import VendorRejected
-from vendors.moderation import CheckItem, ModerationPlatform, Verdict
-from workers import kinds, runtime
+from vendors.moderation import CheckItem, ModerationPlatform
+from workers import admission, kinds, messages
 from workers.broker import actor
-from workers.lifecycle import bind, claim, dispatch, finish
+from workers.lifecycle import bind, claim, finish
+from workers.runtime import Runtime
 
 log = structlog.get_logger()
 INPUT_URL_TTL_S = 3600
 
 
 @actor(queue_name="moderation", max_retries=3, time_limit=120_000)
-def check_job(job_id: str) -> None:
-    job = claim(job_id, "moderation", S.PENDING_AUDIT)
+def check_job(rt: Runtime, job_id: str, fence: int) -> None:
+    job = claim(rt, job_id, "moderation", S.PENDING_AUDIT, fence)
     if job is None:
         return
-    rt = runtime.get()
     inputs = kinds.moderation_inputs(job)
     if not inputs:
-        _conclude(job, "pass")
+        _conclude(rt, job, "pass")
         return
     try:
         platform = rt.moderation_platform(job.moderation_platform or rt.settings.moderation_platform)
         decided = {a.item_no for a in rt.audits.for_job(job.id) if a.status == "decided"}
         for item_no, given in enumerate(inputs):
             if item_no not in decided:
-                _check(job, platform, rt.audits.open(job.id, item_no, given.kind, platform.name, now=rt.now()), given)
+                audit = rt.audits.open(job.id, item_no, given.kind, platform.name, now=rt.now())
+                _check(rt, job, platform, audit, given)
     except VendorRejected as exc:  # the input cannot be checked (unreachable, refused): not safe to run
-        finish(job, S.PENDING_AUDIT, S.AUDIT_FAILED, code=f"moderation_{exc.code}", message=str(exc))
-        return
-    rt.jobs.touch(job.id, S.PENDING_AUDIT, now=rt.now())
+        finish(rt, job, S.PENDING_AUDIT, S.AUDIT_FAILED, code=f"moderation_{exc.code}", message=str(exc))
 
 
-def _check(job: Job, platform: ModerationPlatform, audit: Audit, given: kinds.ModerationInput) -> None:
-    rt = runtime.get()
+def _check(rt: Runtime, job: Job, platform: ModerationPlatform, audit: Audit, given: kinds.ModerationInput) -> None:
     if audit.status == "submitted" and audit.platform_task_id:
         if rt.now() - audit.updated_at < timedelta(seconds=rt.settings.audit_pull_after_s):
             return  # its verdict is on the way
         pulled = platform.query(audit.platform_task_id)
         if pulled is not None:
-            _send_verdict(platform.name, audit.platform_task_id, pulled)
+            messages.verdict(platform.name, audit.platform_task_id, pulled)
             return
         audit = rt.audits.again(audit, now=rt.now())  # no query, or no answer yet: submit again
-    item = CheckItem(given.kind, given.text or given.url or _image_url(job, audit.item_no, given))
+    item = CheckItem(given.kind, given.text or given.url or _image_url(rt, job, audit.item_no, given))
     submission = rt.retrying(platform.name, "moderation", lambda: platform.submit(item, reference=audit.id))
     rt.audits.submitted(audit.id, submission.platform_task_id, now=rt.now())
     if submission.verdict is not None:  # answered in the call: delivered like a push
-        _send_verdict(platform.name, submission.platform_task_id, submission.verdict)
+        messages.verdict(platform.name, submission.platform_task_id, submission.verdict)
 
 
-def _image_url(job: Job, item_no: int, given: kinds.ModerationInput) -> str:
+def _image_url(rt: Runtime, job: Job, item_no: int, given: kinds.ModerationInput) -> str:
     """Uploads and base64 images are in (or go to) our storage; the platform fetches a signed URL."""
-    rt = runtime.get()
     key = given.upload_key
     if key is None:
         key = f"inputs/{job.user_id}/{job.id}/{item_no}.img"
@@ -82,25 +80,10 @@ def _image_url(job: Job, item_no: int, given: kinds.ModerationInput) -> str:
     return rt.storage.signed_url(key, ttl_s=INPUT_URL_TTL_S)
 
 
-def _send_verdict(platform: str, platform_task_id: str, verdict: Verdict) -> None:
-    dispatch(record_verdict, platform, platform_task_id, verdict_payload(verdict))
-
-
-def verdict_payload(verdict: Verdict) -> dict[str, Any]:
-    """A verdict as a message argument (JSON): the event every verdict becomes."""
-    return {
-        "decision": verdict.decision.value,
-        "confidence": verdict.confidence,
-        "labels": list(verdict.labels),
-        "raw": dict(verdict.raw),
-    }
-
-
 @actor(queue_name="moderation", max_retries=5, time_limit=30_000)
-def record_verdict(platform: str, platform_task_id: str, verdict: dict[str, Any]) -> None:
+def record_verdict(rt: Runtime, platform: str, platform_task_id: str, verdict: dict[str, Any]) -> None:
     """The one path every verdict takes; a repeated verdict changes nothing."""
     bind(platform_task_id, "moderation")
-    rt = runtime.get()
     record = VerdictRecord(
         decision=str(verdict["decision"]),
         confidence=float(verdict["confidence"]),
@@ -113,11 +96,10 @@ def record_verdict(platform: str, platform_task_id: str, verdict: dict[str, Any]
         return
     job = rt.jobs.get(job_id)
     if job is not None and job.status is S.PENDING_AUDIT:
-        _evaluate(job)
+        _evaluate(rt, job)
 
 
-def _evaluate(job: Job) -> None:
-    rt = runtime.get()
+def _evaluate(rt: Runtime, job: Job) -> None:
     policy, threshold = LowConfidence(rt.settings.audit_low_confidence), rt.settings.audit_threshold
     audits = rt.audits.for_job(job.id)
     decided: dict[int, str] = {}
@@ -127,15 +109,17 @@ def _evaluate(job: Job) -> None:
     outcome = job_outcome(decided.get(no) for no in range(len(kinds.moderation_inputs(job))))
     if outcome is not None:
         labels = sorted({label for a in audits for label in a.labels})
-        _conclude(job, outcome, labels)
+        _conclude(rt, job, outcome, labels)
 
 
-def _conclude(job: Job, outcome: str, labels: list[str] | None = None) -> None:
-    rt = runtime.get()
+def _conclude(rt: Runtime, job: Job, outcome: str, labels: list[str] | None = None) -> None:
     if outcome == "reject":
-        finish(job, S.PENDING_AUDIT, S.AUDIT_FAILED, code="moderation_rejected", message=", ".join(labels or []))
+        finish(rt, job, S.PENDING_AUDIT, S.AUDIT_FAILED, code="moderation_rejected", message=", ".join(labels or []))
         return
-    if rt.jobs.move(job.id, S.PENDING_AUDIT, S.QUEUED, now=rt.now(), detail={"moderation": "pass"}):
-        from workers import generation
-
-        dispatch(generation.submit_job, job.id)
+    now = rt.now()
+    deadline = now + timedelta(seconds=rt.policy.current.max_wait_s)
+    fence = rt.jobs.move(
+        job.id, S.PENDING_AUDIT, S.QUEUED, now=now, fence=job.fence, detail={"moderation": "pass"}, deadline_at=deadline
+    )
+    if fence is not None:
+        admission.enqueue(rt, replace(job, status=S.QUEUED, fence=fence, deadline_at=deadline))

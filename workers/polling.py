@@ -1,7 +1,9 @@
 """The polling pool: ask the vendor how a `processing` job is doing, at a growing interval.
 
-Only `processing` jobs are polled; a terminal job never is. Every poll renews the job's slot
-lease. The deadline and the poll cap end the job `timed_out`.
+Each poll is one fenced message: it bumps the fence, so a duplicate (or a message from before a
+re-drive) does nothing and one chain of polls lives per job. Every poll renews the attempt's slot
+lease (maintenance renews it too, whatever the interval). The deadline (from admission) and the
+poll cap end the job `timed_out`, and its vendor task is cancelled where the vendor can.
 """
 
 from __future__ import annotations
@@ -11,60 +13,63 @@ import structlog
 from domain.jobs import Job
 from domain.jobs import JobStatus as S
 from infra import metrics
-from vendors.base import Done, Failed, Running, VendorError, VendorExpired, VendorUnavailable
-from workers import runtime
+from vendors.base import Done, Failed, Running, VendorBusy, VendorError, VendorExpired, VendorUnavailable
+from workers import admission, messages
 from workers.broker import actor
-from workers.lifecycle import claim, dispatch, leave_processing
+from workers.lifecycle import claim, finish_holding, time_out
+from workers.runtime import Runtime
 
 log = structlog.get_logger()
 
 
 @actor(queue_name="polling", max_retries=3, time_limit=120_000)
-def poll_job(job_id: str) -> None:
-    job = claim(job_id, "polling", S.PROCESSING)
+def poll_job(rt: Runtime, job_id: str, fence: int) -> None:
+    job = claim(rt, job_id, "polling", S.PROCESSING, fence, polled=True)
     if job is None or job.vendor_task_id is None:
         return
-    rt = runtime.get()
-    if rt.now() >= job.deadline_at or job.polls >= rt.policy.schedule_for(job).max_polls:
-        _time_out(job)
+    if rt.now() >= job.deadline_at or job.polls > rt.policy.schedule_for(job).max_polls:
+        time_out(rt, job)
         return
-    rt.slots.renew(job.slot, job.id)
+    rt.rooms.renew(job.slot, [job.holder], limit=rt.policy.model_limit(job.slot))
     vendor = rt.vendor(job)
     task_id = job.vendor_task_id
     metrics.POLLS.labels(job.kind).inc()
     try:
         outcome = rt.retrying(vendor.name, "poll", lambda: vendor.poll(task_id))
+    except VendorBusy as exc:  # a rate limit: back-pressure, ask again when the vendor says
+        _poll_later(rt, job, at_least_ms=exc.retry_after_ms or 0)
+        return
     except VendorUnavailable:  # still unreachable after retries: try again later, the deadline bounds it
-        _poll_later(job)
+        _poll_later(rt, job)
         return
     except VendorExpired as exc:
-        leave_processing(job, S.FAILED, code="vendor_job_expired", message=str(exc))
+        _failed(rt, job, "vendor_job_expired", str(exc))
         return
     except VendorError as exc:
-        leave_processing(job, S.FAILED, code=exc.code, message=str(exc))
+        _failed(rt, job, exc.code, str(exc))
         return
     match outcome:
         case Running():
-            _poll_later(job)
+            _poll_later(rt, job)
         case Done():
-            if leave_processing(job, S.ARCHIVING):
-                from workers import archiving
-
-                dispatch(archiving.archive_job, job.id)
+            _done(rt, job)
         case Failed(code=code, message=message):
-            leave_processing(job, S.FAILED, code=code, message=message)
+            _failed(rt, job, code, message)
 
 
-def _poll_later(job: Job) -> None:
-    rt = runtime.get()
-    rt.jobs.touch(job.id, S.PROCESSING, now=rt.now(), polled=True)
-    dispatch(poll_job, job.id, delay_ms=rt.policy.poll_delay_ms(job, rt.now()))
+def _poll_later(rt: Runtime, job: Job, *, at_least_ms: int = 0) -> None:
+    messages.poll(job.id, job.fence, delay_ms=max(rt.policy.poll_delay_ms(job, rt.now()), at_least_ms))
 
 
-def _time_out(job: Job) -> None:
-    rt = runtime.get()
-    if leave_processing(job, S.TIMED_OUT, code="deadline_exceeded", message="the vendor did not finish in time"):
-        try:
-            rt.vendor(job).cancel(job.vendor_task_id or "")
-        except VendorError as exc:  # best effort: the job is already over on our side
-            log.info("vendor_cancel_failed", error=exc.code)
+def _done(rt: Runtime, job: Job) -> None:
+    fence = rt.jobs.move(job.id, S.PROCESSING, S.ARCHIVING, now=rt.now(), fence=job.fence)
+    if fence is None:
+        return
+    admission.record_outcome(rt, job.slot, ok=True)
+    messages.archive(job.id, fence)
+    admission.release(rt, job)
+
+
+def _failed(rt: Runtime, job: Job, code: str, message: str) -> None:
+    if finish_holding(rt, job, S.PROCESSING, S.FAILED, code=code, message=message):
+        admission.record_outcome(rt, job.slot, ok=False)

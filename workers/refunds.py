@@ -9,17 +9,16 @@ from __future__ import annotations
 import structlog
 
 from infra import metrics
-from workers import runtime
 from workers.broker import actor
 from workers.lifecycle import bind
+from workers.runtime import Runtime
 
 log = structlog.get_logger()
 
 
 @actor(queue_name="refunds", max_retries=5, time_limit=30_000)
-def refund_job(job_id: str) -> None:
+def refund_job(rt: Runtime, job_id: str) -> None:
     bind(job_id, "refunds")
-    rt = runtime.get()
     if rt.jobs.refund(job_id, now=rt.now()):
         job = rt.jobs.get(job_id)
         if job is not None:

@@ -1,6 +1,7 @@
 """What every actor run needs, built once per process at boot and installed here.
 
-Tests build a Runtime of their own (real database, real Redis or fakeredis, simulators behind
+The actor decorator (workers.broker) hands the installed runtime to each run; helpers take it as
+an argument. Tests build a Runtime of their own (real database, real Redis, simulators behind
 httpx.MockTransport, zero retry waits) and install it; nothing is patched.
 """
 
@@ -15,6 +16,7 @@ from typing import TypeVar
 import httpx
 import tenacity
 
+from domain import scheduling
 from domain.jobs import Job
 from domain.polling import PollSchedule
 from infra import catalog, metrics
@@ -24,8 +26,8 @@ from infra.config_store import ConfigStore
 from infra.jobstore import JobStore
 from infra.login import LoginCodes
 from infra.orders import Membership
+from infra.rooms import Rooms
 from infra.settings import Settings
-from infra.slots import Slots
 from infra.storage import Storage
 from vendors.base import GenerationVendor, VendorError, VendorRejected, VendorUnavailable
 from vendors.moderation import ModerationPlatform
@@ -36,7 +38,10 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Policy:
-    """Scheduling numbers, read from settings: retry waits, back-pressure delay, limits, polling."""
+    """The scheduling numbers of the moment: settings with an admin's live overrides applied.
+
+    The rules themselves are in `domain.scheduling`; this only reads their inputs.
+    """
 
     settings: Settings
     config: ConfigStore | None = None  # admin overrides, applied to the next job without a restart
@@ -49,13 +54,11 @@ class Policy:
     def retry_waits_s(self) -> tuple[float, ...]:
         return self.settings.retry_waits
 
-    def requeue_ms(self, retry_after_ms: int | None = None) -> int:
-        """Back-pressure delay, jittered so requeued jobs do not all return at the same instant."""
-        base = max(self.settings.requeue_delay_s * 1000, retry_after_ms or 0)
-        return int(base * random.uniform(0.8, 1.2))
+    def model_limit(self, room: str) -> int:
+        return catalog.slot_limits(self.current).get(room, 1)
 
-    def limit_for(self, job: Job) -> int:
-        return catalog.job_limit(self.current, job.kind, job.input)
+    def rooms(self) -> list[str]:
+        return list(catalog.slot_limits(self.current))
 
     def schedule_for(self, job: Job) -> PollSchedule:
         return catalog.poll_schedule(self.current, job.kind, job.input)
@@ -74,7 +77,7 @@ class Runtime:
     settings: Settings
     jobs: JobStore
     accounts: Accounts
-    slots: Slots
+    rooms: Rooms
     storage: Storage
     vendors: Mapping[str, GenerationVendor]
     downloads: httpx.Client  # fetches vendor outputs; no base URL
@@ -121,7 +124,7 @@ class Runtime:
         retryer = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(VendorUnavailable),
             stop=tenacity.stop_after_attempt(len(waits) + 1),
-            wait=lambda state: waits[min(state.attempt_number, len(waits)) - 1] if waits else 0,
+            wait=lambda state: scheduling.retry_wait(state.attempt_number, waits) or 0.0,
             reraise=True,
         )
         return retryer(attempt)
@@ -136,7 +139,7 @@ def install(runtime: Runtime) -> Runtime:
     return runtime
 
 
-def get() -> Runtime:
+def current() -> Runtime:
     if _current is None:
         raise RuntimeError("no runtime installed: boot the process through genq (workers.boot)")
     return _current

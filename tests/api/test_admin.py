@@ -119,6 +119,7 @@ ENDPOINTS: list[tuple[str, str, dict[str, Any] | None]] = [
     ("PUT", "/v1/admin/config/runninghub_concurrency", {"nonsense": True}),
     ("GET", "/v1/admin/config/changes", None),
     ("GET", "/v1/admin/usage?month=2026-03", None),
+    ("GET", "/v1/admin/scheduler", None),
 ]
 
 

@@ -57,21 +57,6 @@ def test_sora_2_has_no_1080p_and_durations_are_10_or_15() -> None:
 
 
 @pytest.mark.parametrize(
-    ("limit", "resolution", "duration", "cap", "expected"),
-    [
-        (10, Resolution.P720, 10, None, 13),
-        (10, Resolution.P1080, 15, None, 6),
-        (1, Resolution.P1080, 15, None, 1),
-        (10, Resolution.P720, 10, 3, 3),
-    ],
-)
-def test_effective_video_concurrency(
-    limit: int, resolution: Resolution, duration: int, cap: int | None, expected: int
-) -> None:
-    assert video.effective_concurrency(limit, resolution, duration, cap) == expected
-
-
-@pytest.mark.parametrize(
     ("version", "kwargs", "field"),
     [
         (Version.V3_0, {"has_prompt": True, "has_image": True}, "input.prompt"),

@@ -14,15 +14,18 @@ ALLOWED = {
     (S.PENDING_AUDIT, S.QUEUED),
     (S.PENDING_AUDIT, S.AUDIT_FAILED),
     (S.PENDING_AUDIT, S.CANCELLED),
+    (S.PENDING_AUDIT, S.FAILED),
     (S.QUEUED, S.SUBMITTING),
     (S.QUEUED, S.CANCELLED),
     (S.QUEUED, S.TIMED_OUT),
     (S.SUBMITTING, S.PROCESSING),
     (S.SUBMITTING, S.QUEUED),
     (S.SUBMITTING, S.FAILED),
+    (S.SUBMITTING, S.CANCELLED),
     (S.PROCESSING, S.ARCHIVING),
     (S.PROCESSING, S.FAILED),
     (S.PROCESSING, S.TIMED_OUT),
+    (S.PROCESSING, S.CANCELLED),
     (S.ARCHIVING, S.SUCCEEDED),
     (S.ARCHIVING, S.FAILED),
 }
@@ -58,4 +61,4 @@ def test_every_terminal_state_but_success_is_refundable() -> None:
 
 
 def test_sources_of_lists_every_predecessor() -> None:
-    assert sources_of(S.FAILED) == {S.SUBMITTING, S.PROCESSING, S.ARCHIVING}
+    assert sources_of(S.FAILED) == {S.PENDING_AUDIT, S.SUBMITTING, S.PROCESSING, S.ARCHIVING}

@@ -232,9 +232,9 @@ def test_the_daily_sweep_expires_lapsed_memberships(money: Money, resources: Res
     with resources.engine.begin() as conn:
         conn.execute(update(users).where(users.c.id == user.user_id).values(member_until=datetime.now(UTC)))
 
-    assert accounts.sweep_memberships() == 1
+    assert accounts.sweep_memberships(runtime_) == 1
     assert resources.accounts.balance(user.user_id) == 0
-    assert accounts.sweep_memberships() == 0
+    assert accounts.sweep_memberships(runtime_) == 0
 
 
 # --- f) uploads -----------------------------------------------------------------------------------

@@ -119,7 +119,7 @@ def test_hunyuan_limit_three_four_jobs_none_fail(
     api: Client, resources: Resources, worker: dramatiq.Worker, hy_sim: Hunyuan3DSim, runtime_: Runtime
 ) -> None:
     runtime_.policy = Policy.from_settings(runtime_.settings.with_(hunyuan3d_concurrency=3))
-    user = make_user(resources, credits=20)
+    user = make_user(resources, credits=20, plan="enterprise")
 
     ids = [submit(api, auth(user), "model_3d", {"version": "3.1", "prompt": f"chair {i}"})["id"] for i in range(4)]
     finished = [terminal_job(resources, job_id, timeout_s=60) for job_id in ids]
@@ -132,7 +132,7 @@ def test_hunyuan_own_job_limit_is_back_pressure_not_failure(
     api: Client, resources: Resources, worker: dramatiq.Worker, hy_sim: Hunyuan3DSim, runtime_: Runtime
 ) -> None:
     hy_sim.configure(pro_concurrency=1)  # the vendor allows fewer than our slots think
-    user = make_user(resources, credits=15)
+    user = make_user(resources, credits=15, plan="enterprise")
 
     ids = [submit(api, auth(user), "model_3d", {"version": "3.0", "prompt": f"lamp {i}"})["id"] for i in range(3)]
     finished = [terminal_job(resources, job_id, timeout_s=60) for job_id in ids]

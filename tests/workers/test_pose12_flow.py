@@ -20,6 +20,7 @@ from sqlalchemy import select
 from domain.jobs import JobStatus
 from infra.db import jobs
 from infra.resources import Resources
+from infra.rooms import Rooms
 from tests.support import auth, make_user, pose12_body, terminal_job, wait_for
 from vendors.sim.runninghub import RunningHubSim
 from workers import maintenance
@@ -39,10 +40,11 @@ def submit(api: Client, key: dict[str, str], n: int = 1) -> list[str]:
 
 @pytest.fixture
 def reconciler(runtime_: Runtime, redis_client: redis.Redis) -> Iterator[None]:
-    """The maintenance loop, with stale bounds short enough for a test."""
+    """The maintenance loop, with stale bounds and slot leases short enough for a test."""
     runtime_.settings = runtime_.settings.with_(
-        stale_queued_s=0.5, stale_submitting_s=0.5, stale_processing_s=0.5, stale_archiving_s=1.0, stale_refund_s=0.3
+        stale_queued_s=0.5, stale_processing_s=0.5, stale_archiving_s=1.0, stale_refund_s=0.3
     )
+    runtime_.rooms = Rooms(redis_client, ttl_s=0.6)
     stop = threading.Event()
     loop = threading.Thread(target=maintenance.run_periodically, args=(stop, redis_client), daemon=True)
     loop.start()
@@ -69,7 +71,7 @@ def test_job_succeeds_with_twelve_pngs_in_our_storage(
         Image.open(io.BytesIO(download.content)).verify()
         assert result["content_type"] == "image/png" and result["size"] == len(download.content)
     keys = [f.key for f in job.results]
-    assert keys == [f"results/{user.user_id}/{job_id}/{i}.png" for i in range(12)]
+    assert keys == [f"results/{user.user_id}/{job_id}/1/{i}.png" for i in range(12)]  # archive attempt 1
     with resources.engine.connect() as conn:
         row = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().one()
     stored = json.dumps({k: str(v) for k, v in row.items()})
@@ -82,7 +84,7 @@ def test_job_succeeds_with_twelve_pngs_in_our_storage(
         ("archiving", "succeeded"),
     ]
     assert resources.accounts.balance(user.user_id) == 0
-    assert resources.slots.in_flight("runninghub:pose12") == 0
+    assert resources.rooms.in_flight("runninghub:pose12") == 0
 
 
 @pytest.mark.parametrize(
@@ -109,14 +111,14 @@ def test_every_failed_job_is_refunded_exactly_once(
     assert sorted(job_id for job_id, kind, _ in ledger if kind == "refund") == sorted(ids)
     assert resources.accounts.ledger_sum(user.user_id) == 4
     assert all(job.error_code for job in finished)
-    assert resources.slots.in_flight("runninghub:pose12") == 0
+    assert resources.rooms.in_flight("runninghub:pose12") == 0
 
 
 def test_vendor_never_sees_more_than_the_model_limit(
     api: Client, resources: Resources, worker: dramatiq.Worker, rh_sim: RunningHubSim, runtime_: Runtime
 ) -> None:
     runtime_.policy = Policy.from_settings(runtime_.settings.with_(runninghub_concurrency=2))
-    user = make_user(resources, credits=10)
+    user = make_user(resources, credits=10, plan="enterprise")
 
     ids = submit(api, auth(user), n=10)
     finished = [terminal_job(resources, job_id, timeout_s=60) for job_id in ids]
@@ -202,7 +204,7 @@ def test_a_limit_an_admin_lowers_applies_to_the_next_jobs_without_a_restart(
     api: Client, resources: Resources, worker: dramatiq.Worker, rh_sim: RunningHubSim
 ) -> None:
     admin = resources.accounts.create_user("100", 0, now=datetime.now(UTC), role="admin")
-    user = make_user(resources, credits=4)
+    user = make_user(resources, credits=4, plan="enterprise")
 
     changed = api.put("/v1/admin/config/runninghub_concurrency", json={"value": "1"}, headers=auth(admin))
     ids = submit(api, auth(user), n=4)

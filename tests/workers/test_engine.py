@@ -1,0 +1,136 @@
+"""The job engine under duplicates: fenced messages, slots held by (job, attempt), one vendor task
+per attempt, and stale messages that do nothing. Real Redis broker, database, S3, simulators."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import dramatiq
+import pytest
+from litestar import Litestar
+from litestar.testing import TestClient
+
+from domain.jobs import JobStatus
+from infra.resources import Resources
+from tests.support import auth, make_user, pose12_body, terminal_job, wait_for
+from vendors.sim.kie import KieSim
+from vendors.sim.runninghub import RunningHubSim
+from workers import archiving, maintenance, polling
+from workers.runtime import Policy, Runtime
+
+Client = TestClient[Litestar]
+
+
+@pytest.fixture
+def doubled(broker: dramatiq.Broker) -> Iterator[list[str]]:
+    """At-least-once delivery at its worst: the broker takes every message twice (two ids)."""
+    original = broker.enqueue
+    sent: list[str] = []
+
+    def twice(message: dramatiq.Message[Any], *, delay: int | None = None) -> dramatiq.Message[Any]:
+        sent.append(message.actor_name)
+        original(dataclasses.replace(message, message_id=str(uuid.uuid4())), delay=delay)
+        return original(message, delay=delay)
+
+    broker.enqueue = twice  # type: ignore[method-assign]
+    yield sent
+    broker.enqueue = original  # type: ignore[method-assign]
+
+
+def test_every_message_twice_keeps_the_limit_one_task_per_attempt_and_one_charge(
+    api: Client,
+    resources: Resources,
+    worker: dramatiq.Worker,
+    rh_sim: RunningHubSim,
+    runtime_: Runtime,
+    doubled: list[str],
+) -> None:
+    runtime_.policy = Policy.from_settings(runtime_.settings.with_(runninghub_concurrency=1))
+    user = make_user(resources, credits=4, plan="enterprise")
+
+    ids = [api.post("/v1/jobs", json=pose12_body(), headers=auth(user)).json()["id"] for _ in range(4)]
+    finished = [terminal_job(resources, job_id, timeout_s=60) for job_id in ids]
+    worker.join()
+
+    assert {job.status for job in finished} == {JobStatus.SUCCEEDED}
+    assert {"generation.enqueue_job", "generation.submit_job", "polling.poll_job", "archiving.archive_job"} <= set(
+        doubled
+    )
+    assert rh_sim.max_concurrent(resources.settings.runninghub_api_key.reveal()) == 1
+    tasks = [t.task_id for t in rh_sim.created_tasks()]
+    assert sorted(tasks) == sorted(job.vendor_task_id for job in finished)  # one task per job, none twice
+    for job in finished:
+        assert [a["outcome"] for a in resources.jobs.attempts(job.id)] == ["accepted"]
+        assert len(job.results) == 12
+        assert all(resources.storage.keys(f.key) for f in job.results)
+    kinds = [kind for _, kind, _ in resources.accounts.ledger(user.user_id)]
+    assert kinds.count("charge") == 4 and "refund" not in kinds
+
+
+def test_every_message_twice_refunds_each_failed_job_once(
+    api: Client,
+    resources: Resources,
+    worker: dramatiq.Worker,
+    rh_sim: RunningHubSim,
+    doubled: list[str],
+) -> None:
+    rh_sim.configure(job_fail_rate=1.0)
+    user = make_user(resources, credits=3, plan="enterprise")
+
+    ids = [api.post("/v1/jobs", json=pose12_body(), headers=auth(user)).json()["id"] for _ in range(3)]
+    finished = [terminal_job(resources, job_id, timeout_s=60) for job_id in ids]
+    wait_for(lambda: resources.accounts.balance(user.user_id) == 3, what="the refunds")
+    worker.join()
+
+    assert {job.status for job in finished} == {JobStatus.FAILED}
+    assert "refunds.refund_job" in doubled
+    ledger = resources.accounts.ledger(user.user_id)
+    assert sorted(job_id for job_id, kind, _ in ledger if kind == "refund") == sorted(ids)
+    assert resources.accounts.ledger_sum(user.user_id) == resources.accounts.balance(user.user_id) == 3
+
+
+def test_a_poll_made_stale_by_a_redrive_does_nothing(
+    api: Client, resources: Resources, worker: dramatiq.Worker, kie_sim: KieSim, runtime_: Runtime
+) -> None:
+    kie_sim.configure(generating_s=3600)
+    user = make_user(resources, credits=15)
+    body = {"kind": "video", "input": {"model": "sora-2", "resolution": "720p", "duration": 10, "prompt": "waves"}}
+    job_id = api.post("/v1/jobs", json=body, headers=auth(user)).json()["id"]
+    before = wait_for(lambda: (j := resources.jobs.get(job_id)) and j.status is JobStatus.PROCESSING and j)
+    worker.pause()
+    stale_fence = resources.jobs.get(job_id).fence  # type: ignore[union-attr]
+
+    assert maintenance.redrive_job(runtime_, resources.jobs.get(job_id))  # type: ignore[arg-type]
+    after_redrive = resources.jobs.get(job_id)
+    calls = len(kie_sim.calls)
+    polling.poll_job(job_id, stale_fence)  # the old chain's next message, delivered late
+
+    now = resources.jobs.get(job_id)
+    assert now == after_redrive  # nothing moved: not the fence, not the poll count
+    assert len(kie_sim.calls) == calls  # and the vendor was not asked
+    assert before.vendor_task_id == now.vendor_task_id  # type: ignore[union-attr]
+    worker.resume()
+
+
+def test_a_stale_submit_takes_no_slot_and_calls_no_vendor(
+    api: Client, resources: Resources, worker: dramatiq.Worker, rh_sim: RunningHubSim, runtime_: Runtime
+) -> None:
+    user = make_user(resources, credits=1)
+    [job_id] = [api.post("/v1/jobs", json=pose12_body(), headers=auth(user)).json()["id"]]
+    job = terminal_job(resources, job_id)
+    worker.join()
+    tasks = len(rh_sim.created_tasks())
+
+    from workers import generation
+
+    for fence in range(job.fence + 1):  # every message the job ever had, delivered again
+        generation.submit_job(job_id, fence)
+        polling.poll_job(job_id, fence)
+        archiving.archive_job(job_id, fence)
+
+    assert resources.jobs.get(job_id) == job
+    assert len(rh_sim.created_tasks()) == tasks
+    assert resources.rooms.in_flight("runninghub:pose12") == 0
