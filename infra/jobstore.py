@@ -246,7 +246,12 @@ class JobStore:
                 detail={"attempt": job.attempt},
                 vendor_task_id=task_id,
             )
-            _end_attempt(conn, job.id, job.attempt, "accepted" if fence else "abandoned", now=now, task_id=task_id)
+            if fence is not None:
+                _end_attempt(conn, job.id, job.attempt, "accepted", now=now, task_id=task_id)
+            else:  # also when maintenance already wrote it off as unknown: now we know its task
+                _end_attempt(
+                    conn, job.id, job.attempt, "abandoned", now=now, task_id=task_id, was=("calling", "unknown")
+                )
         return fence
 
     def cancelled_at_vendor(self, job_id: str, attempt: int, *, now: datetime) -> None:
@@ -478,7 +483,14 @@ def _move(
 
 
 def _end_attempt(
-    conn: Connection, job_id: str, attempt: int, outcome: str, *, now: datetime, task_id: str | None
+    conn: Connection,
+    job_id: str,
+    attempt: int,
+    outcome: str,
+    *,
+    now: datetime,
+    task_id: str | None,
+    was: tuple[str, ...] = ("calling",),
 ) -> bool:
     values: dict[str, Any] = {"outcome": outcome, "ended_at": now}
     if task_id is not None:
@@ -488,7 +500,7 @@ def _end_attempt(
         .where(
             vendor_attempts.c.job_id == job_id,
             vendor_attempts.c.attempt == attempt,
-            vendor_attempts.c.outcome == "calling",
+            vendor_attempts.c.outcome.in_(was),
         )
         .values(**values)
     )

@@ -4,11 +4,13 @@ per attempt, and stale messages that do nothing. Real Redis broker, database, S3
 from __future__ import annotations
 
 import dataclasses
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import dramatiq
+import httpx
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
@@ -19,6 +21,7 @@ from tests.support import auth, make_user, pose12_body, terminal_job, wait_for
 from vendors.sim.kie import KieSim
 from vendors.sim.runninghub import RunningHubSim
 from workers import archiving, maintenance, polling
+from workers.boot import vendor_clients
 from workers.runtime import Policy, Runtime
 
 Client = TestClient[Litestar]
@@ -134,3 +137,80 @@ def test_a_stale_submit_takes_no_slot_and_calls_no_vendor(
     assert resources.jobs.get(job_id) == job
     assert len(rh_sim.created_tasks()) == tasks
     assert resources.rooms.in_flight("runninghub:pose12") == 0
+
+
+def test_a_submit_whose_answer_was_lost_is_counted_backs_off_and_the_job_runs_once_more(
+    api: Client,
+    resources: Resources,
+    worker: dramatiq.Worker,
+    rh_sim: RunningHubSim,
+    runtime_: Runtime,
+    sims: httpx.MockTransport,
+) -> None:
+    lost: list[httpx.Response] = []
+
+    def lose_the_first_answer(request: httpx.Request) -> httpx.Response:
+        answer = sims.handle_request(request)
+        if request.url.path.endswith("/ai-app/run") and not lost:
+            lost.append(answer)  # the vendor made the task; its answer never reaches us
+            raise httpx.ReadTimeout("answer lost", request=request)
+        return answer
+
+    runtime_.vendors = vendor_clients(
+        resources.settings, resources.jobs, transport=httpx.MockTransport(lose_the_first_answer)
+    )
+    user = make_user(resources, credits=1)
+    counted = metric_value(api, 'genq_vendor_unknown_outcomes_total{vendor="runninghub"}')
+
+    job = terminal_job(resources, api.post("/v1/jobs", json=pose12_body(), headers=auth(user)).json()["id"])
+
+    assert job.status is JobStatus.SUCCEEDED
+    assert [(a["attempt"], a["outcome"]) for a in resources.jobs.attempts(job.id)] == [(1, "unknown"), (2, "accepted")]
+    assert len(rh_sim.created_tasks()) == 2  # the orphan exists at the vendor, and is on record as unknown
+    assert metric_value(api, 'genq_vendor_unknown_outcomes_total{vendor="runninghub"}') == counted + 1
+    assert resources.accounts.balance(user.user_id) == 0
+
+
+def test_a_task_accepted_after_its_job_was_taken_back_is_cancelled_at_the_vendor(
+    api: Client,
+    resources: Resources,
+    worker: dramatiq.Worker,
+    rh_sim: RunningHubSim,
+    runtime_: Runtime,
+    sims: httpx.MockTransport,
+) -> None:
+    calling, let_it_answer = threading.Event(), threading.Event()
+
+    def slow_first_submit(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/ai-app/run") and not calling.is_set():
+            calling.set()
+            let_it_answer.wait(30)  # the vendor is slow to answer the first submit...
+        return sims.handle_request(request)
+
+    runtime_.vendors = vendor_clients(
+        resources.settings, resources.jobs, transport=httpx.MockTransport(slow_first_submit)
+    )
+    user = make_user(resources, credits=1)
+    job_id = api.post("/v1/jobs", json=pose12_body(), headers=auth(user)).json()["id"]
+    assert calling.wait(30)
+
+    stuck = resources.jobs.get(job_id)
+    assert stuck is not None and resources.rooms.release(stuck.slot, stuck.holder)  # ...and its lease is lost
+    assert maintenance.take_back(runtime_) == 1  # so the job is taken back for another attempt
+    let_it_answer.set()
+    job = terminal_job(resources, job_id, timeout_s=60)
+    worker.join()
+
+    assert job.status is JobStatus.SUCCEEDED and job.attempt == 2
+    first, second = resources.jobs.attempts(job_id)
+    assert (first["outcome"], second["outcome"]) == ("abandoned", "accepted")
+    cancelled = {t.task_id for t in rh_sim.created_tasks() if t.cancelled}
+    assert cancelled == {first["task_id"]} and first["cancelled_at"] is not None
+    assert job.vendor_task_id == second["task_id"]
+
+
+def metric_value(api: Client, series: str) -> float:
+    for line in api.get("/metrics").text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    return 0.0
