@@ -13,7 +13,9 @@ busy" pauses the room (back-pressure, no attempt spent); a transient failure bac
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
 
 import structlog
 
@@ -183,24 +185,40 @@ def back_to_queue(
 
 def record_outcome(rt: Runtime, room: str, *, ok: bool) -> None:
     """Count a vendor success or failure for the room's degradation (capacity answers never come here)."""
+    _update_health(
+        rt,
+        room,
+        lambda health, now, limit, policy: scheduling.observe(health, ok=ok, now=now, limit=limit, policy=policy),
+    )
+
+
+def refresh_health(rt: Runtime, room: str) -> None:
+    """Close the room's ended windows, so a recovery is announced even while nothing runs there."""
+    _update_health(
+        rt, room, lambda health, now, limit, policy: scheduling.roll(health, now=now, limit=limit, policy=policy)
+    )
+
+
+HealthStep = Callable[[scheduling.Health, float, int, scheduling.DegradePolicy], scheduling.Health]
+
+
+def _update_health(rt: Runtime, room: str, step: HealthStep) -> None:
     settings, now = rt.policy.current, rt.now()
-    limit = rt.policy.model_limit(room)
-    policy = waiting.degrade_policy(settings)
+    limit, policy = rt.policy.model_limit(room), waiting.degrade_policy(settings)
     before: list[int | None] = []
 
-    def change(stored: dict[str, object] | None) -> dict[str, object]:
-        health = scheduling.Health() if stored is None else scheduling.Health(**stored)  # type: ignore[arg-type]
+    def change(stored: dict[str, Any] | None) -> dict[str, Any]:
+        health = scheduling.Health() if stored is None else scheduling.Health(**stored)
         before[:] = [health.degraded_to]
-        observed = scheduling.observe(health, ok=ok, now=now.timestamp(), limit=limit, policy=policy)
-        return dataclasses.asdict(observed)
+        return dataclasses.asdict(step(health, now.timestamp(), limit, policy))
 
     after = rt.rooms.update_health(room, change)
     if after["degraded_to"] != before[0]:
-        _announce(room, limit, before[0], after["degraded_to"], now=now)
+        _announce(room, limit, before[0], after["degraded_to"])
 
 
-def _announce(room: str, limit: int, old: object, new: object, *, now: datetime) -> None:
+def _announce(room: str, limit: int, old: int | None, new: int | None) -> None:
     effective = limit if new is None else new
-    direction = "down" if new is not None and (old is None or int(str(new)) < int(str(old))) else "up"
+    direction = "down" if new is not None and (old is None or new < old) else "up"
     metrics.DEGRADATIONS.labels(room, direction).inc()
     log.warning("room_limit_changed", room=room, limit=limit, effective_limit=effective, direction=direction)

@@ -3,7 +3,8 @@
 Redis may lose messages and rooms; the database may not. Every `reconcile_interval_s`, one
 maintenance process (a Redis lock) makes one pass:
 
-1. rebuilds any room Redis lost, from the database (admission does too, before it admits);
+1. rebuilds any room Redis lost, from the database (admission does too, before it admits), and
+   closes ended degradation windows (a recovery is announced even while nothing runs);
 2. renews the slot leases of every job the vendor is running, whatever its poll interval;
 3. ends every job past its state's deadline (moderation, the wait in `queued`, the run);
 4. takes back `submitting` jobs whose submitter's lease lapsed (a dead worker): an attempt whose
@@ -42,6 +43,7 @@ def reconcile(rt: Runtime) -> int:
     """One pass; returns how many jobs it acted on."""
     for room in rt.policy.rooms():
         admission.rebuild_if_lost(rt, room)
+        admission.refresh_health(rt, room)
     renew_running(rt)
     acted = end_overdue(rt) + take_back(rt) + redrive(rt)
     for room in rt.policy.rooms():

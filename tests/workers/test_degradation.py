@@ -15,6 +15,7 @@ from infra import waiting
 from infra.resources import Resources
 from tests.support import auth, make_user, terminal_job
 from vendors.sim.kie import KieSim
+from workers import admission
 from workers.runtime import Policy, Runtime
 
 Client = TestClient[Litestar]
@@ -66,8 +67,11 @@ def test_half_failing_runs_at_three_of_five_then_recovers_a_step_per_healthy_win
     assert {j.status for j in run_batch(api, resources, user, 10)} == {JobStatus.SUCCEEDED}
     assert kie_sim.max_concurrent(key) == 3  # the vendor saw the degraded limit
 
+    ups = metric(api, 'genq_degradation_changes_total{direction="up",slot="kie:sora-2"}')
     clock.now += window
     assert limits(runtime_, clock) == (5, 4)
+    admission.refresh_health(runtime_, ROOM)  # what maintenance does each pass: the change is announced
+    assert metric(api, 'genq_degradation_changes_total{direction="up",slot="kie:sora-2"}') == ups + 1
     clock.now += window
     assert limits(runtime_, clock) == (5, 5)
     kie_sim.reset()
@@ -90,3 +94,10 @@ def test_capacity_answers_alone_never_degrade(
     assert any(("submitting", "queued") in resources.jobs.events(j.id) for j in finished)  # it pushed back
     assert limits(runtime_, clock) == (5, 5)
     assert waiting.health(runtime_.rooms, ROOM).failures == 0
+
+
+def metric(api: Client, series: str) -> float:
+    for line in api.get("/metrics").text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    return 0.0
