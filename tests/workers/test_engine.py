@@ -214,3 +214,45 @@ def metric_value(api: Client, series: str) -> float:
         if line.startswith(series + " "):
             return float(line.split()[-1])
     return 0.0
+
+
+def test_every_moderation_message_twice_decides_each_input_once_and_runs_the_job_once(
+    api: Client, resources: Resources, worker: dramatiq.Worker, kie_sim: KieSim, runtime_: Runtime, doubled: list[str]
+) -> None:
+    changed = resources.settings.with_(audit_enabled=True)
+    resources.settings = runtime_.settings = changed
+    runtime_.policy = Policy.from_settings(changed)
+    user = make_user(resources, credits=15)
+    resources.accounts.set_moderation_platform(user.user_id, "douyin")  # answers in the call
+    body = {"kind": "video", "input": {"model": "sora-2", "resolution": "720p", "duration": 10, "prompt": "a calm sea"}}
+
+    job = terminal_job(resources, api.post("/v1/jobs", json=body, headers=auth(user)).json()["id"])
+    worker.join()
+
+    assert {"moderation.check_job", "moderation.record_verdict"} <= set(doubled)
+    assert job.status is JobStatus.SUCCEEDED
+    assert [(a.item_no, a.decision) for a in resources.audits.for_job(job.id) if a.status == "decided"] == [(0, "pass")]
+    assert [t.task_id for t in kie_sim.created_tasks()] == [job.vendor_task_id]
+    assert [kind for _, kind, _ in resources.accounts.ledger(user.user_id)] == ["grant", "charge"]
+
+
+def test_every_admission_message_twice_after_a_vendor_pause_keeps_the_vendor_limit(
+    api: Client,
+    resources: Resources,
+    worker: dramatiq.Worker,
+    rh_sim: RunningHubSim,
+    runtime_: Runtime,
+    doubled: list[str],
+) -> None:
+    rh_sim.configure(concurrency_limit=1)  # the vendor allows one; our limit is 3: it answers "full"
+    user = make_user(resources, credits=3, plan="enterprise")
+
+    ids = [api.post("/v1/jobs", json=pose12_body(), headers=auth(user)).json()["id"] for _ in range(3)]
+    finished = [terminal_job(resources, job_id, timeout_s=60) for job_id in ids]
+    worker.join()
+
+    assert "generation.admit_room" in doubled
+    assert {job.status for job in finished} == {JobStatus.SUCCEEDED}
+    assert rh_sim.max_concurrent(resources.settings.runninghub_api_key.reveal()) == 1
+    accepted = [a["task_id"] for job in finished for a in resources.jobs.attempts(job.id) if a["outcome"] == "accepted"]
+    assert sorted(accepted) == sorted(t.task_id for t in rh_sim.created_tasks())
