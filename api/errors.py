@@ -12,6 +12,7 @@ import structlog
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from sqlalchemy.exc import DataError
 
 from domain.errors import DomainError, TooManyRequests
 
@@ -59,6 +60,20 @@ def on_http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any
     return _respond(exc.status_code, code, exc.detail, exc.extra if isinstance(exc.extra, dict) else None)
 
 
+def on_undecodable(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """A body the JSON decoder cannot take at all: not UTF-8, or nested deeper than it recurses."""
+    reason = "nested too deeply" if isinstance(exc, RecursionError) else "not UTF-8 text"
+    return _respond(400, "bad_request", f"the request body cannot be read: {reason}")
+
+
+def on_unstorable(_: Request[Any, Any, Any], exc: DataError) -> Response[Any]:
+    """The last net: a value the database cannot hold (a NUL byte in text, a number out of range).
+    Ids and cursors are checked before they get this far; anything else that does is still the
+    client's input, not our failure."""
+    log.warning("unstorable_input", error=type(exc.orig).__name__ if exc.orig else "DataError")
+    return _respond(400, "bad_request", "a value in the request cannot be used (a NUL byte, or out of range)")
+
+
 def on_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.exception("unhandled_error", error=repr(exc))
     return _respond(HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", "something went wrong on our side")
@@ -70,6 +85,8 @@ _MSGSPEC_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`")
 def _problem(item: Any) -> dict[str, Any]:
     raw = str(item.get("message", "")) if isinstance(item, dict) else str(item)
     key = item.get("key") if isinstance(item, dict) else None
+    if key and str(item.get("source", "")).lower().endswith("header"):  # named as the client sends it
+        key = "-".join(part.capitalize() for part in str(key).split("_"))
     match = _MSGSPEC_PATH.search(raw)
     named = _named_field(raw)
     field: str | None = named or key
@@ -93,5 +110,8 @@ HANDLERS: dict[type[Exception] | int, Any] = {
     DomainError: on_domain_error,
     ValidationException: on_validation_error,
     HTTPException: on_http_error,
+    RecursionError: on_undecodable,
+    DataError: on_unstorable,
+    UnicodeDecodeError: on_undecodable,
     Exception: on_unexpected,
 }

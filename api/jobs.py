@@ -26,6 +26,7 @@ from domain.routing import route
 from infra import metrics, waiting
 from infra.accounts import new_id
 from infra.jobstore import NewJob
+from infra.paging import is_id
 from infra.resources import Resources
 from workers import messages
 
@@ -108,7 +109,9 @@ class JobPage(msgspec.Struct):
     next_cursor: str | None
 
 
-IdempotencyKey = Annotated[str | None, HeaderParameter(name="Idempotency-Key", max_length=128, required=False)]
+IdempotencyKey = Annotated[
+    str | None, HeaderParameter(name="Idempotency-Key", min_length=1, max_length=128, required=False)
+]
 User = NamedDependency[CurrentUser]
 Res = NamedDependency[Resources]
 
@@ -170,7 +173,7 @@ class JobsController(Controller):
 
     @get("/{job_id:str}", sync_to_thread=True)
     def read_job(self, job_id: FromPath[str], user: User, resources: Res) -> JobOut:
-        job = resources.jobs.get_for_user(user.id, job_id)
+        job = resources.jobs.get_for_user(user.id, job_id) if is_id(job_id) else None
         if job is None:
             raise NotFound(f"no job {job_id}", job_id=job_id)
         now = datetime.now(UTC)

@@ -29,6 +29,7 @@ from api.auth import CurrentUser
 from domain import plans as plan_rules
 from domain.errors import InvalidInput, NotFound
 from infra.orders import AmountMismatch, Order
+from infra.paging import is_id
 from infra.resources import Resources
 from infra.settings import Settings
 from vendors import alipay, wechatpay
@@ -167,6 +168,8 @@ class OrdersController(Controller):
 
 
 def _own(resources: Resources, user: CurrentUser, order_id: str) -> Order:
+    if not is_id(order_id):
+        raise NotFound(f"no order {order_id!r}", order_id=order_id)
     order = resources.membership.order(order_id)
     if order.user_id != user.id:
         raise NotFound(f"no order {order_id}", order_id=order_id)

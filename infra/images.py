@@ -85,8 +85,11 @@ class ImageInspector:
         return facts
 
     def check_target(self, field: str, url: str) -> None:
-        """Refuse URLs we must not fetch: not http(s), or resolving to a non-public address."""
-        parsed = httpx.URL(url)
+        """Refuse URLs we must not fetch: unusable, not http(s), or resolving to a non-public address."""
+        try:
+            parsed = httpx.URL(url)
+        except httpx.InvalidURL as exc:  # NUL, CR/LF, a host that is no host (octal IPv4, broken IPv6)
+            raise InvalidInput(field, f"not a usable URL: {exc}") from None
         if parsed.scheme not in ("http", "https") or not parsed.host:
             raise InvalidInput(field, "must be an http(s) URL")
         port = parsed.port or (443 if parsed.scheme == "https" else 80)
@@ -127,8 +130,8 @@ def _resolve(field: str, host: str, port: int) -> list[IP]:
         pass
     try:
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
-    except OSError:
-        raise InvalidInput(field, f"{host} does not resolve") from None
+    except (OSError, ValueError):  # ValueError: a NUL, or a name IDNA cannot encode
+        raise InvalidInput(field, f"{host!r} does not resolve") from None
     return [ipaddress.ip_address(info[4][0]) for info in infos]
 
 

@@ -31,8 +31,22 @@ def encode_cursor(created_at: datetime, row_id: str) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """The (created_at, id) a cursor of `encode_cursor` holds; anything else is InvalidInput, before
+    it can reach the database (a naive time, a NUL, an id no row could have)."""
     try:
         at, _, row_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.fromisoformat(at), row_id
-    except (ValueError, UnicodeDecodeError) as exc:
+        created_at = datetime.fromisoformat(at)
+    except (ValueError, UnicodeError) as exc:  # binascii.Error is a ValueError
         raise InvalidInput("cursor", "cursor is not one this API gave out") from exc
+    if created_at.tzinfo is None or not is_id(row_id):
+        raise InvalidInput("cursor", "cursor is not one this API gave out")
+    return created_at, row_id
+
+
+ID_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_-")
+
+
+def is_id(text: str) -> bool:
+    """Could a row have this id? Ids fit their 32-character columns and are plain word characters
+    (genq makes uuid4().hex); a NUL, a newline or 300 characters never reach the database."""
+    return 0 < len(text) <= 32 and ID_CHARS.issuperset(text)
