@@ -26,6 +26,7 @@ STATUS_BY_CODE = {
     "invalid_input": 422,
     "not_found": 404,
     "conflict": 409,
+    "too_late": 409,
     "illegal_transition": 409,
 }
 

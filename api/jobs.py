@@ -19,7 +19,7 @@ from api.accounts import client_ip, limit
 from api.auth import CurrentUser
 from api.inputs import Images, JobIn, request_hash, validated_input
 from domain import scheduling
-from domain.errors import NotFound
+from domain.errors import Conflict, NotFound, TooLate
 from domain.jobs import Job, JobKind, JobStatus
 from domain.pricing import PriceList
 from domain.routing import route
@@ -187,6 +187,17 @@ class JobsController(Controller):
             )
         return JobOut.of(job, resources, queue=queue)
 
+    @post("/{job_id:str}/cancel", status_code=200, sync_to_thread=True)
+    def cancel_job(self, job_id: FromPath[str], user: User, resources: Res) -> JobOut:
+        """Cancel and refund: a waiting job at once; a running one also at the vendor where the vendor
+        documents a cancel (RunningHub). 409 `too_late` while archiving; 409 once it has finished."""
+        job = resources.jobs.get_for_user(user.id, job_id) if is_id(job_id) else None
+        if job is None:
+            raise NotFound(f"no job {job_id}", job_id=job_id)
+        cancelled = _cancel(resources, job)
+        metrics.JOBS_FINISHED.labels(cancelled.kind, JobStatus.CANCELLED).inc()
+        return JobOut.of(cancelled, resources)
+
     @get("/", sync_to_thread=True)
     def list_jobs(
         self,
@@ -200,3 +211,40 @@ class JobsController(Controller):
         """The caller's jobs, newest first; pass `next_cursor` back as `cursor` for the next page."""
         page, next_cursor = resources.jobs.list_for_user(user.id, status=status, kind=kind, limit=limit, cursor=cursor)
         return JobPage([JobOut.of(job, resources) for job in page], next_cursor)
+
+
+CANCEL_TRIES = 5  # the job may move on while we try: each try reads it again
+
+
+def _cancel(resources: Resources, job: Job) -> Job:
+    """The move to `cancelled` is a compare-and-set in the database, so a restart forgets no cancel;
+    the vendor's side is the workers' (the API never calls a vendor)."""
+    for _ in range(CANCEL_TRIES):
+        if job.status is JobStatus.ARCHIVING:
+            raise TooLate("the job's results are being copied: too late to cancel", job_id=job.id)
+        if job.terminal:
+            raise Conflict(f"the job has already ended {job.status}", job_id=job.id, status=job.status)
+        moved = resources.jobs.move(
+            job.id,
+            job.status,
+            JobStatus.CANCELLED,
+            now=datetime.now(UTC),
+            fence=job.fence,
+            detail={"by": "owner"},
+            error_code="cancelled",
+            error_message="cancelled by its owner",
+        )
+        if moved is not None:
+            _after_cancel(resources, job)
+            return resources.jobs.get(job.id) or job
+        job = resources.jobs.get(job.id) or job
+    raise Conflict("the job kept moving; try again", job_id=job.id)
+
+
+def _after_cancel(resources: Resources, job: Job) -> None:
+    messages.refund(job.id)
+    if job.status is JobStatus.QUEUED:
+        resources.rooms.remove(job.slot, job.id)
+    elif job.status is JobStatus.PROCESSING:
+        messages.cancel_task(job.id)  # the vendor's task, then its slot
+    # SUBMITTING: the submitter finds its job cancelled, cancels the task it gets and lets go

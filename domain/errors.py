@@ -44,6 +44,12 @@ class Conflict(DomainError):
     code = "conflict"
 
 
+class TooLate(Conflict):
+    """The job is past the point where this can be done (a cancel while its results are copied)."""
+
+    code = "too_late"
+
+
 class Unauthorized(DomainError):
     code = "unauthorized"
 

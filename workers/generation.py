@@ -64,6 +64,17 @@ def submit_job(rt: Runtime, job_id: str, fence: int) -> None:
     every = rt.rooms.ttl_ms / 3000
     with beating(every, lambda: rt.rooms.renew(job.slot, [job.holder], limit=limit)):
         _submit(rt, job)
+    _let_go_unless_running(rt, job)
+
+
+def _let_go_unless_running(rt: Runtime, job: Job) -> None:
+    """Whatever happened meanwhile (a cancel, a take-back), a slot this attempt still holds for a
+    job the vendor is not running for it goes back, and the room admits its next job."""
+    now = rt.jobs.get(job.id)
+    if now is not None and now.status is S.PROCESSING and now.attempt == job.attempt:
+        return
+    if rt.rooms.release(job.slot, job.holder):
+        admission.released(rt, job)
 
 
 def _submit(rt: Runtime, job: Job) -> None:

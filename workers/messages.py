@@ -70,6 +70,11 @@ def archive(job_id: str, fence: int, *, delay_ms: int | None = None) -> bool:
     return send("archiving", "archiving.archive_job", job_id, fence, delay_ms=delay_ms)
 
 
+def cancel_task(job_id: str) -> bool:
+    """Cancel a cancelled job's vendor task (where the vendor can) and free its slot."""
+    return send("polling", "polling.cancel_task", job_id)
+
+
 def refund(job_id: str) -> bool:
     """Refunds are keyed by the ledger (one per job), not fenced: any copy is harmless."""
     return send("refunds", "refunds.refund_job", job_id)

@@ -16,7 +16,7 @@ from infra import metrics
 from vendors.base import Done, Failed, Running, VendorBusy, VendorError, VendorExpired, VendorUnavailable
 from workers import admission, messages
 from workers.broker import actor
-from workers.lifecycle import claim, finish_holding, time_out
+from workers.lifecycle import bind, cancel_at_vendor, claim, finish_holding, time_out
 from workers.runtime import Runtime
 
 log = structlog.get_logger()
@@ -55,6 +55,18 @@ def poll_job(rt: Runtime, job_id: str, fence: int) -> None:
             _done(rt, job)
         case Failed(code=code, message=message):
             _failed(rt, job, code, message)
+
+
+@actor(queue_name="polling", max_retries=3, time_limit=120_000)
+def cancel_task(rt: Runtime, job_id: str) -> None:
+    """Its owner cancelled a job the vendor was running: cancel the vendor's task where the vendor
+    can, and give the slot back. Safe to repeat: a second cancel and a second release change nothing."""
+    bind(job_id, "polling")
+    job = rt.jobs.get(job_id)
+    if job is None or job.status is not S.CANCELLED or job.vendor_task_id is None:
+        return
+    cancel_at_vendor(rt, job, job.vendor_task_id)
+    admission.release(rt, job)
 
 
 def _poll_later(rt: Runtime, job: Job, *, at_least_ms: int = 0) -> None:
