@@ -5,7 +5,8 @@ Reads answer from the database only; nothing here ever calls a vendor.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -23,6 +24,7 @@ from domain.errors import Conflict, NotFound, TooLate
 from domain.jobs import Job, JobKind, JobStatus
 from domain.pricing import PriceList
 from domain.routing import route
+from domain.timings import timings
 from infra import metrics, waiting
 from infra.accounts import new_id
 from infra.jobstore import NewJob
@@ -50,6 +52,19 @@ class QueueOut(msgspec.Struct):
     position: int
 
 
+class TimingsOut(msgspec.Struct):
+    """Seconds, from the job's stored state moves, each summed over every stay: `moderation` from
+    creation to the verdict (in `pending_audit`); `queue` in `queued`, to admission (`submitting`);
+    `vendor` from admission to the vendor's end (`submitting` + `processing`); `archiving` from
+    there to the results' publication; `total` from creation to the end (or to now)."""
+
+    moderation: float
+    queue: float
+    vendor: float
+    archiving: float
+    total: float
+
+
 class JobOut(msgspec.Struct):
     id: str
     kind: JobKind
@@ -64,9 +79,17 @@ class JobOut(msgspec.Struct):
     error: ErrorOut | None = None
     results: list[ResultOut] | None = None
     queue: QueueOut | None = None
+    timings: TimingsOut | None = None
 
     @classmethod
-    def of(cls, job: Job, resources: Resources, *, queue: waiting.QueueInfo | None = None) -> JobOut:
+    def of(
+        cls,
+        job: Job,
+        resources: Resources,
+        *,
+        queue: waiting.QueueInfo | None = None,
+        moves: Sequence[tuple[JobStatus, datetime]] = (),
+    ) -> JobOut:
         ttl = resources.settings.signed_url_ttl_s
         return cls(
             id=job.id,
@@ -86,6 +109,7 @@ class JobOut(msgspec.Struct):
             if job.status is JobStatus.SUCCEEDED
             else None,
             queue=QueueOut(queue.reason, queue.position) if queue is not None else None,
+            timings=TimingsOut(**asdict(timings(moves, now=datetime.now(UTC)))) if moves else None,
         )
 
 
@@ -169,7 +193,8 @@ class JobsController(Controller):
             metrics.CREDITS_CHARGED.labels(job.kind).inc(job.price)
             (messages.check if audit else messages.enqueue)(job.id, job.fence)
         headers = {} if created else {"Idempotent-Replayed": "true"}
-        return Response(JobOut.of(job, resources), status_code=HTTP_202_ACCEPTED, headers=headers)
+        answer = JobOut.of(job, resources, moves=[(job.status, job.created_at)] if created else ())
+        return Response(answer, status_code=HTTP_202_ACCEPTED, headers=headers)
 
     @get("/{job_id:str}", sync_to_thread=True)
     def read_job(self, job_id: FromPath[str], user: User, resources: Res) -> JobOut:
@@ -185,7 +210,7 @@ class JobsController(Controller):
             queue = waiting.queue_info(
                 resources.effective(), resources.rooms, resources.accounts, resources.jobs, job, now=now
             )
-        return JobOut.of(job, resources, queue=queue)
+        return JobOut.of(job, resources, queue=queue, moves=resources.jobs.moves([job.id])[job.id])
 
     @post("/{job_id:str}/cancel", status_code=200, sync_to_thread=True)
     def cancel_job(self, job_id: FromPath[str], user: User, resources: Res) -> JobOut:
@@ -196,7 +221,7 @@ class JobsController(Controller):
             raise NotFound(f"no job {job_id}", job_id=job_id)
         cancelled = _cancel(resources, job)
         metrics.JOBS_FINISHED.labels(cancelled.kind, JobStatus.CANCELLED).inc()
-        return JobOut.of(cancelled, resources)
+        return JobOut.of(cancelled, resources, moves=resources.jobs.moves([job.id])[job.id])
 
     @get("/", sync_to_thread=True)
     def list_jobs(
@@ -210,7 +235,8 @@ class JobsController(Controller):
     ) -> JobPage:
         """The caller's jobs, newest first; pass `next_cursor` back as `cursor` for the next page."""
         page, next_cursor = resources.jobs.list_for_user(user.id, status=status, kind=kind, limit=limit, cursor=cursor)
-        return JobPage([JobOut.of(job, resources) for job in page], next_cursor)
+        moves = resources.jobs.moves(job.id for job in page)
+        return JobPage([JobOut.of(job, resources, moves=moves[job.id]) for job in page], next_cursor)
 
 
 CANCEL_TRIES = 5  # the job may move on while we try: each try reads it again

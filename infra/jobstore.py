@@ -370,6 +370,22 @@ class JobStore:
         with self._engine.connect() as conn:
             return list(conn.execute(query).scalars())
 
+    def moves(self, job_ids: Iterable[str]) -> dict[str, list[tuple[JobStatus, datetime]]]:
+        """Each job's state moves in order, (status entered, at), the first being its creation."""
+        ids = list(job_ids)
+        found: dict[str, list[tuple[JobStatus, datetime]]] = {job_id: [] for job_id in ids}
+        if not ids:
+            return found
+        query = (
+            select(job_events.c.job_id, job_events.c.to_status, job_events.c.at)
+            .where(job_events.c.job_id.in_(ids))
+            .order_by(job_events.c.id)
+        )
+        with self._engine.connect() as conn:
+            for row in conn.execute(query):
+                found[row.job_id].append((JobStatus(row.to_status), row.at))
+        return found
+
     def events(self, job_id: str) -> list[tuple[str | None, str]]:
         query = select(job_events.c.from_status, job_events.c.to_status).where(job_events.c.job_id == job_id)
         with self._engine.connect() as conn:
