@@ -32,6 +32,8 @@ class JobIn(msgspec.Struct, forbid_unknown_fields=True):
     # "batch" waits behind interactive jobs: fast class (720p, 1080p-10 s, every other kind) or
     # slow class (1080p-15 s), seed 001's queues
     priority: Literal["interactive", "batch"] = "interactive"
+    # the client's own reference, unique among its jobs; GET /v1/jobs?external_id= finds the job
+    external_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
 
 
 Key = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
@@ -167,11 +169,15 @@ def validated_input(kind: JobKind, raw: Mapping[str, Any], images: Images) -> di
     return checked
 
 
-def request_hash(kind: JobKind, checked_input: Mapping[str, Any], priority: str = "interactive") -> str:
+def request_hash(
+    kind: JobKind, checked_input: Mapping[str, Any], priority: str = "interactive", external_id: str | None = None
+) -> str:
     """Canonical digest of a submission, to tell an idempotent replay from a reused key."""
     body: dict[str, Any] = {"kind": kind.value, "input": checked_input}
     if priority != "interactive":  # absent from digests made before priorities existed
         body["priority"] = priority
+    if external_id is not None:
+        body["external_id"] = external_id
     canonical = msgspec.json.encode(body, order="sorted")
     return hashlib.sha256(canonical).hexdigest()
 

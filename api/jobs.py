@@ -71,6 +71,7 @@ class JobOut(msgspec.Struct):
     status: JobStatus
     price: int
     priority: str
+    external_id: str | None
     input: dict[str, Any]
     created_at: datetime
     updated_at: datetime
@@ -97,6 +98,7 @@ class JobOut(msgspec.Struct):
             status=job.status,
             price=job.price,
             priority=job.priority,
+            external_id=job.external_id,
             input=redacted(job.input),
             created_at=job.created_at,
             updated_at=job.updated_at,
@@ -181,7 +183,8 @@ class JobsController(Controller):
                 deadline_s=terms.deadline_s,
                 priority=scheduling.priority_class(data.kind, checked, batch=data.priority == "batch"),
                 idempotency_key=idempotency_key,
-                request_hash=request_hash(data.kind, checked, data.priority),
+                request_hash=request_hash(data.kind, checked, data.priority, data.external_id),
+                external_id=data.external_id,
                 moderation_platform=(user.moderation_platform or resources.settings.moderation_platform)
                 if audit
                 else None,
@@ -230,11 +233,14 @@ class JobsController(Controller):
         resources: Res,
         status: FromQuery[JobStatus | None] = None,
         kind: FromQuery[JobKind | None] = None,
+        external_id: Annotated[str | None, QueryParameter(min_length=1, max_length=128)] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
         cursor: FromQuery[str | None] = None,
     ) -> JobPage:
         """The caller's jobs, newest first; pass `next_cursor` back as `cursor` for the next page."""
-        page, next_cursor = resources.jobs.list_for_user(user.id, status=status, kind=kind, limit=limit, cursor=cursor)
+        page, next_cursor = resources.jobs.list_for_user(
+            user.id, status=status, kind=kind, external_id=external_id, limit=limit, cursor=cursor
+        )
         moves = resources.jobs.moves(job.id for job in page)
         return JobPage([JobOut.of(job, resources, moves=moves[job.id]) for job in page], next_cursor)
 

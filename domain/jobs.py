@@ -106,6 +106,7 @@ class Job:
     not_before: datetime | None = None  # a back-off: not admitted again before this
     submit_failures: int = 0  # transient submit failures so far (each one backs off)
     archive_attempts: int = 0
+    external_id: str | None = None  # the client's own reference, unique per user
 
     @property
     def slot(self) -> str:

@@ -130,7 +130,9 @@ jobs = Table(
     Column("not_before", UTCDateTime, nullable=True),
     Column("submit_failures", Integer, nullable=False, server_default="0"),
     Column("archive_attempts", Integer, nullable=False, server_default="0"),
+    Column("external_id", String(128), nullable=True),  # the client's own reference (0005)
     UniqueConstraint("user_id", "idempotency_key"),
+    UniqueConstraint("user_id", "external_id"),
     CheckConstraint(f"status IN ({', '.join(repr(s.value) for s in JobStatus)})", name="status_known"),
     Index("ix_jobs_user_created", "user_id", "created_at", "id"),
     Index("ix_jobs_status_updated", "status", "updated_at"),

@@ -42,6 +42,7 @@ class NewJob:
     moderation_platform: str | None = None
     priority: str = "interactive"
     deadline_s: int = 0
+    external_id: str | None = None
 
 
 class JobStore:
@@ -65,9 +66,14 @@ class JobStore:
                 conn.execute(insert(job_events).values(job_id=new.id, from_status=None, to_status=new.status, at=now))
         except IntegrityError:
             earlier = self._by_key(new.user_id, new.idempotency_key) if new.idempotency_key else None
-            if earlier is None:
+            if earlier is not None:
+                return self._replay(earlier, new), False  # lost a race with the same key
+            taken = self._by_external_id(new.user_id, new.external_id) if new.external_id else None
+            if taken is None:
                 raise
-            return self._replay(earlier, new), False  # lost a race with the same key
+            raise Conflict(
+                "this external_id already names another of your jobs", external_id=new.external_id, job_id=taken.id
+            ) from None
         job = self.get(new.id)
         assert job is not None
         return job, True
@@ -93,11 +99,14 @@ class JobStore:
         *,
         status: JobStatus | None = None,
         kind: JobKind | None = None,
+        external_id: str | None = None,
         limit: int = 20,
         cursor: str | None = None,
     ) -> tuple[list[Job], str | None]:
         """The user's jobs, newest first; `cursor` is the opaque `next_cursor` of the previous page."""
-        return self.search(user_id=user_id, status=status, kind=kind, limit=limit, cursor=cursor)
+        return self.search(
+            user_id=user_id, status=status, kind=kind, external_id=external_id, limit=limit, cursor=cursor
+        )
 
     def search(
         self,
@@ -105,11 +114,14 @@ class JobStore:
         user_id: str | None = None,
         status: JobStatus | None = None,
         kind: JobKind | None = None,
+        external_id: str | None = None,
         limit: int = 20,
         cursor: str | None = None,
     ) -> tuple[list[Job], str | None]:
         """Jobs (of one user, or everyone's for admins), newest first, filtered."""
         query = select(jobs)
+        if external_id is not None:
+            query = query.where(jobs.c.external_id == external_id)
         if user_id is not None:
             query = query.where(jobs.c.user_id == user_id)
         if status is not None:
@@ -391,6 +403,12 @@ class JobStore:
         with self._engine.connect() as conn:
             return [(r.from_status, r.to_status) for r in conn.execute(query.order_by(job_events.c.id))]
 
+    def _by_external_id(self, user_id: str, external_id: str) -> Job | None:
+        query = select(jobs).where(jobs.c.user_id == user_id, jobs.c.external_id == external_id)
+        with self._engine.connect() as conn:
+            row = conn.execute(query).mappings().one_or_none()
+        return None if row is None else _job(row)
+
     def _by_key(self, user_id: str, key: str) -> Job | None:
         query = select(jobs).where(jobs.c.user_id == user_id, jobs.c.idempotency_key == key)
         with self._engine.connect() as conn:
@@ -432,6 +450,7 @@ def _row(new: NewJob, now: datetime) -> dict[str, Any]:
         "polls": 0,
         "priority": new.priority,
         "deadline_s": new.deadline_s,
+        "external_id": new.external_id,
     }
 
 
@@ -464,6 +483,7 @@ def _job(row: RowMapping) -> Job:
         not_before=row["not_before"],
         submit_failures=row["submit_failures"],
         archive_attempts=row["archive_attempts"],
+        external_id=row["external_id"],
     )
 
 

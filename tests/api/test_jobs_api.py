@@ -167,3 +167,21 @@ def test_unknown_route_answers_in_the_error_shape(api: Client) -> None:
 
     assert resp.status_code == 404
     assert set(resp.json()["error"]) == {"code", "message", "details"}
+
+
+def test_an_external_id_finds_its_job_and_names_one_job_per_user(api: Client, resources: Resources) -> None:
+    user = make_user(resources, credits=3, phone="13800000001")
+    other = make_user(resources, credits=1, phone="13800000002")
+    body = {**pose12_body(), "external_id": "sku-42/front"}
+
+    first = api.post("/v1/jobs", json=body, headers=auth(user))
+    again = api.post("/v1/jobs", json=body, headers=auth(user))
+    theirs = api.post("/v1/jobs", json=body, headers=auth(other))
+    api.post("/v1/jobs", json=pose12_body(), headers=auth(user))
+    found = api.get("/v1/jobs", params={"external_id": "sku-42/front"}, headers=auth(user)).json()["items"]
+
+    assert first.status_code == 202 and first.json()["external_id"] == "sku-42/front"
+    assert again.status_code == 409 and again.json()["error"]["details"]["job_id"] == first.json()["id"]
+    assert theirs.status_code == 202  # another user's references are their own
+    assert [job["id"] for job in found] == [first.json()["id"]]
+    assert resources.accounts.balance(user.user_id) == 1  # the refused one charged nothing
