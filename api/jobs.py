@@ -5,11 +5,13 @@ Reads answer from the database only; nothing here ever calls a vendor.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
+import anyio
+import anyio.to_thread
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
@@ -31,6 +33,8 @@ from infra.jobstore import NewJob
 from infra.paging import is_id
 from infra.resources import Resources
 from workers import messages
+
+T = TypeVar("T")
 
 
 class ErrorOut(msgspec.Struct):
@@ -135,6 +139,7 @@ class JobPage(msgspec.Struct):
     next_cursor: str | None
 
 
+PreferHeader = Annotated[str | None, HeaderParameter(name="Prefer", max_length=256, required=False)]
 IdempotencyKey = Annotated[
     str | None, HeaderParameter(name="Idempotency-Key", min_length=1, max_length=128, required=False)
 ]
@@ -146,8 +151,8 @@ class JobsController(Controller):
     path = "/v1/jobs"
     tags = ["jobs"]
 
-    @post("/", status_code=HTTP_202_ACCEPTED, sync_to_thread=True)
-    def create_job(
+    @post("/", status_code=HTTP_202_ACCEPTED)
+    async def create_job(
         self,
         data: JSONBody[JobIn],
         user: User,
@@ -155,65 +160,38 @@ class JobsController(Controller):
         prices: NamedDependency[PriceList],
         request: Request[Any, Any, Any],
         idempotency_key: IdempotencyKey = None,
+        prefer: PreferHeader = None,
     ) -> Response[JobOut]:
-        """Charge the job's price and accept it; 402 `insufficient_credits` when the balance is short."""
-        settings = resources.settings
-        limit(resources, f"jobs:user:{user.id}", per=settings.rate_jobs_per_minute, window_s=60, what="jobs")
-        limit(
-            resources, f"jobs:ip:{client_ip(request)}", per=settings.rate_jobs_per_minute_ip, window_s=60, what="jobs"
-        )
-        resources.membership.lapse_if_due(user.id, now=datetime.now(UTC))  # expired plan credits do not pay
-        checked = validated_input(data.kind, data.input, Images(resources.images, resources.storage, user.id))
-        terms = prices.quote(data.kind, checked)
-        target = route(data.kind, checked)
-        now = datetime.now(UTC)
-        audit = settings.audit_enabled
-        first_stage_s = settings.audit_deadline_s if audit else resources.effective().max_wait_s
-        job, created = resources.jobs.create(
-            NewJob(
-                id=new_id(),
-                user_id=user.id,
-                kind=data.kind,
-                status=JobStatus.PENDING_AUDIT if audit else JobStatus.QUEUED,
-                input=checked,
-                price=terms.price,
-                vendor=target.vendor,
-                model=target.model,
-                deadline_at=now + timedelta(seconds=first_stage_s),
-                deadline_s=terms.deadline_s,
-                priority=scheduling.priority_class(data.kind, checked, batch=data.priority == "batch"),
-                idempotency_key=idempotency_key,
-                request_hash=request_hash(data.kind, checked, data.priority, data.external_id),
-                external_id=data.external_id,
-                moderation_platform=(user.moderation_platform or resources.settings.moderation_platform)
-                if audit
-                else None,
-            ),
-            now=now,
-        )
-        if created:
-            metrics.JOBS_SUBMITTED.labels(job.kind).inc()
-            metrics.CREDITS_CHARGED.labels(job.kind).inc(job.price)
-            (messages.check if audit else messages.enqueue)(job.id, job.fence)
+        """Charge the job's price and accept it; 402 `insufficient_credits` when the balance is short.
+
+        `Prefer: wait=N` (N <= 60): answer once the job has ended, or after N seconds with its state.
+        """
+        ip = client_ip(request)
+        job, created = await to_thread(lambda: _create(data, user, resources, prices, ip, idempotency_key))
+        wait = prefer_wait(prefer)
+        if wait:
+            job = await until_ended(resources, job, wait)
         headers = {} if created else {"Idempotent-Replayed": "true"}
-        answer = JobOut.of(job, resources, moves=[(job.status, job.created_at)] if created else ())
+        if wait:
+            headers["Preference-Applied"] = f"wait={wait}"
+        moves = [(job.status, job.created_at)] if created and not wait else None
+        answer = await to_thread(lambda: _answer(resources, job, moves=moves))
         return Response(answer, status_code=HTTP_202_ACCEPTED, headers=headers)
 
-    @get("/{job_id:str}", sync_to_thread=True)
-    def read_job(self, job_id: FromPath[str], user: User, resources: Res) -> JobOut:
-        job = resources.jobs.get_for_user(user.id, job_id) if is_id(job_id) else None
+    @get("/{job_id:str}")
+    async def read_job(
+        self, job_id: FromPath[str], user: User, resources: Res, prefer: PreferHeader = None
+    ) -> Response[JobOut]:
+        """The job, from the database only. `Prefer: wait=N` (N <= 60): answer once it has ended, or
+        after N seconds with its state (`Preference-Applied` says the wait was honoured)."""
+        job = await to_thread(lambda: resources.jobs.get_for_user(user.id, job_id) if is_id(job_id) else None)
         if job is None:
             raise NotFound(f"no job {job_id}", job_id=job_id)
-        now = datetime.now(UTC)
-        pull_after = timedelta(seconds=resources.settings.audit_pull_after_s)
-        if job.status is JobStatus.PENDING_AUDIT and now - job.updated_at >= pull_after:
-            messages.check(job.id, job.fence)  # no verdict yet: ask again (the answer stays ours)
-        queue = None
-        if job.status is JobStatus.QUEUED:
-            queue = waiting.queue_info(
-                resources.effective(), resources.rooms, resources.accounts, resources.jobs, job, now=now
-            )
-        return JobOut.of(job, resources, queue=queue, moves=resources.jobs.moves([job.id])[job.id])
+        wait = prefer_wait(prefer)
+        if wait:
+            job = await until_ended(resources, job, wait)
+        answer = await to_thread(lambda: _answer(resources, job, pull=True))
+        return Response(answer, headers={"Preference-Applied": f"wait={wait}"} if wait else {})
 
     @post("/{job_id:str}/cancel", status_code=200, sync_to_thread=True)
     def cancel_job(self, job_id: FromPath[str], user: User, resources: Res) -> JobOut:
@@ -280,3 +258,96 @@ def _after_cancel(resources: Resources, job: Job) -> None:
     elif job.status is JobStatus.PROCESSING:
         messages.cancel_task(job.id)  # the vendor's task, then its slot
     # SUBMITTING: the submitter finds its job cancelled, cancels the task it gets and lets go
+
+
+def _create(
+    data: JobIn,
+    user: CurrentUser,
+    resources: Resources,
+    prices: PriceList,
+    ip: str,
+    idempotency_key: str | None,
+) -> tuple[Job, bool]:
+    settings = resources.settings
+    limit(resources, f"jobs:user:{user.id}", per=settings.rate_jobs_per_minute, window_s=60, what="jobs")
+    limit(resources, f"jobs:ip:{ip}", per=settings.rate_jobs_per_minute_ip, window_s=60, what="jobs")
+    resources.membership.lapse_if_due(user.id, now=datetime.now(UTC))  # expired plan credits do not pay
+    checked = validated_input(data.kind, data.input, Images(resources.images, resources.storage, user.id))
+    terms = prices.quote(data.kind, checked)
+    target = route(data.kind, checked)
+    now = datetime.now(UTC)
+    audit = settings.audit_enabled
+    first_stage_s = settings.audit_deadline_s if audit else resources.effective().max_wait_s
+    job, created = resources.jobs.create(
+        NewJob(
+            id=new_id(),
+            user_id=user.id,
+            kind=data.kind,
+            status=JobStatus.PENDING_AUDIT if audit else JobStatus.QUEUED,
+            input=checked,
+            price=terms.price,
+            vendor=target.vendor,
+            model=target.model,
+            deadline_at=now + timedelta(seconds=first_stage_s),
+            deadline_s=terms.deadline_s,
+            priority=scheduling.priority_class(data.kind, checked, batch=data.priority == "batch"),
+            idempotency_key=idempotency_key,
+            request_hash=request_hash(data.kind, checked, data.priority, data.external_id),
+            external_id=data.external_id,
+            moderation_platform=(user.moderation_platform or resources.settings.moderation_platform) if audit else None,
+        ),
+        now=now,
+    )
+    if created:
+        metrics.JOBS_SUBMITTED.labels(job.kind).inc()
+        metrics.CREDITS_CHARGED.labels(job.kind).inc(job.price)
+        (messages.check if audit else messages.enqueue)(job.id, job.fence)
+    return job, created
+
+
+def _answer(
+    resources: Resources, job: Job, *, moves: Sequence[tuple[JobStatus, datetime]] | None = None, pull: bool = False
+) -> JobOut:
+    """The job as answered: its queue place while it waits, its timings; with `pull`, a moderation
+    still without a verdict is asked again (the answer stays ours)."""
+    now = datetime.now(UTC)
+    pull_after = timedelta(seconds=resources.settings.audit_pull_after_s)
+    if pull and job.status is JobStatus.PENDING_AUDIT and now - job.updated_at >= pull_after:
+        messages.check(job.id, job.fence)
+    queue = None
+    if job.status is JobStatus.QUEUED:
+        queue = waiting.queue_info(
+            resources.effective(), resources.rooms, resources.accounts, resources.jobs, job, now=now
+        )
+    if moves is None:
+        moves = resources.jobs.moves([job.id])[job.id]
+    return JobOut.of(job, resources, queue=queue, moves=moves)
+
+
+PREFER_WAIT_MAX_S = 60
+
+
+def prefer_wait(header: str | None) -> int | None:
+    """`wait=N` of an RFC 7240 `Prefer` header, capped at 60 s; None when absent or unreadable."""
+    for part in (header or "").split(","):
+        name, _, value = part.strip().partition("=")
+        if name.strip().lower() == "wait" and value.strip().isdigit():
+            return min(int(value.strip()), PREFER_WAIT_MAX_S) or None
+    return None
+
+
+async def until_ended(resources: Resources, job: Job, wait_s: float) -> Job:
+    """The job once it has ended, or as it is after `wait_s`. Waiting holds no thread: each look at
+    the database borrows one briefly, at a growing interval (0.1 s up to 1 s)."""
+    deadline = anyio.current_time() + wait_s
+    pause, latest = 0.1, job
+    while not latest.terminal and (left := deadline - anyio.current_time()) > 0:
+        await anyio.sleep(min(pause, left))
+        pause = min(pause * 2, 1.0)
+        found: Job | None = await anyio.to_thread.run_sync(resources.jobs.get, job.id)
+        latest = found or latest
+    return latest
+
+
+async def to_thread(call: Callable[[], T]) -> T:
+    return await anyio.to_thread.run_sync(call)
