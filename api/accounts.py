@@ -107,7 +107,8 @@ class AuthController(Controller):
             raise Unauthorized("wrong, used or expired code", field="code")
         resources.rate.clear(f"wrong:{phone}")
         user = resources.accounts.by_phone(phone, create_at=now)
-        assert user is not None
+        if user is None or user.disabled_at is not None:
+            raise Unauthorized("this user is disabled")
         return _issue(tokens, user.id, user.role, now)
 
     @post("/refresh", status_code=200, sync_to_thread=True)
@@ -118,8 +119,8 @@ class AuthController(Controller):
         except TokenInvalid:
             raise Unauthorized("invalid or expired refresh token") from None
         user = resources.accounts.get(claims.user_id)
-        if user is None:
-            raise Unauthorized("unknown user")
+        if user is None or user.disabled_at is not None:
+            raise Unauthorized("unknown or disabled user")
         return _issue(tokens, user.id, user.role, datetime.now(UTC))
 
 

@@ -12,16 +12,18 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, get, put
+from litestar import Controller, get, post, put
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from api.auth import CurrentUser, admin_user
 from api.jobs import ErrorOut, redacted
+from domain.errors import NotFound
 from domain.jobs import Job, JobKind, JobStatus
 from infra import reports, waiting
 from infra.accounts import User
 from infra.config_store import ADJUSTABLE, Change, ConfigStore
+from infra.paging import is_id
 from infra.reports import Month
 from infra.resources import Resources
 
@@ -40,12 +42,13 @@ class UserOut(msgspec.Struct):
     plan_credits: int
     member_until: datetime | None
     created_at: datetime
+    disabled_at: datetime | None = None
 
     @classmethod
     def of(cls, user: User) -> UserOut:
         return cls(
             user.id, user.phone, user.role, user.balance, user.plan, user.plan_credits, user.member_until,
-            user.created_at,
+            user.created_at, user.disabled_at,
         )  # fmt: skip
 
 
@@ -173,6 +176,15 @@ class AdminController(Controller):
         found, next_cursor = resources.accounts.search(phone=phone, role=role, limit=limit, cursor=cursor)
         return UserPage([UserOut.of(user) for user in found], next_cursor)
 
+    @post("/users/{user_id:str}/disable", status_code=200, sync_to_thread=True)
+    def disable_user(self, user_id: FromPath[str], admin: Admin, resources: Res) -> UserOut:
+        """Every key and token of the user is refused from now on; running jobs are left to finish."""
+        return _set_disabled(resources, user_id, disabled=True)
+
+    @post("/users/{user_id:str}/enable", status_code=200, sync_to_thread=True)
+    def enable_user(self, user_id: FromPath[str], admin: Admin, resources: Res) -> UserOut:
+        return _set_disabled(resources, user_id, disabled=False)
+
     @get("/jobs", sync_to_thread=True)
     def search_jobs(
         self,
@@ -227,3 +239,11 @@ class AdminController(Controller):
         period = Month.parse(month) if month else Month.of(datetime.now(UTC))
         rows = [UsageOut(**asdict(row)) for row in reports.usage(resources.engine, period)]
         return UsageReport(period.name, period.start, period.end, rows)
+
+
+def _set_disabled(resources: Resources, user_id: str, *, disabled: bool) -> UserOut:
+    if not (is_id(user_id) and resources.accounts.set_disabled(user_id, disabled=disabled, now=datetime.now(UTC))):
+        raise NotFound(f"no user {user_id}", user_id=user_id)
+    user = resources.accounts.get(user_id)
+    assert user is not None
+    return UserOut.of(user)

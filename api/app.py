@@ -14,6 +14,7 @@ from api.admin import AdminController
 from api.auth import current_user
 from api.callbacks import ModerationPlatforms, kie_callback, moderation_callback
 from api.jobs import JobsController
+from api.keys import KeysController
 from api.payments import Channels, OrdersController, alipay_notify, wechat_notify
 from api.pricing import pricing
 from domain.pricing import PriceList
@@ -52,6 +53,7 @@ def create_app(resources: Resources, *, channels: Channels | None = None) -> Lit
     return Litestar(
         route_handlers=[
             JobsController,
+            KeysController,
             AdminController,
             AuthController,
             OrdersController,

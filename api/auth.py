@@ -41,7 +41,7 @@ def current_user(request: Request[Any, Any, Any], resources: NamedDependency[Res
 def _by_api_key(resources: Resources, token: str) -> CurrentUser:
     owner = resources.accounts.key_owner(token)
     if owner is None:
-        raise NotAuthorizedException("unknown or revoked API key")
+        raise NotAuthorizedException("unknown or revoked API key, or a disabled user")
     return CurrentUser(owner.user_id, owner.moderation_platform, owner.role)
 
 
@@ -53,8 +53,8 @@ def _by_jwt(resources: Resources, token: str) -> CurrentUser:
     except TokenInvalid:
         raise NotAuthorizedException("invalid or expired access token") from None
     user = resources.accounts.get(claims.user_id)
-    if user is None:
-        raise NotAuthorizedException("unknown user")
+    if user is None or user.disabled_at is not None:
+        raise NotAuthorizedException("unknown or disabled user")
     return CurrentUser(user.id, user.moderation_platform, user.role)
 
 

@@ -70,6 +70,30 @@ def _users_create(settings: Settings, args: argparse.Namespace) -> None:
     print(json.dumps({"user_id": created.user_id, "api_key": created.api_key}))
 
 
+def _users_disable(settings: Settings, args: argparse.Namespace) -> int:
+    from infra.accounts import Accounts
+    from infra.db import make_engine
+
+    accounts = Accounts(make_engine(settings))
+    user = accounts.get(args.user) or accounts.by_phone(args.user)
+    if user is None or not accounts.set_disabled(user.id, disabled=not args.enable, now=datetime.now(UTC)):
+        print(f"no user {args.user}", file=sys.stderr)
+        return 1
+    print(json.dumps({"user_id": user.id, "disabled": not args.enable}))
+    return 0
+
+
+def _keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    from infra.accounts import Accounts
+    from infra.db import make_engine
+
+    if not Accounts(make_engine(settings)).revoke_key(args.key_id, now=datetime.now(UTC)):
+        print(f"no live key {args.key_id}", file=sys.stderr)
+        return 1
+    print(json.dumps({"key_id": args.key_id, "revoked": True}))
+    return 0
+
+
 def _run(settings: Settings, _args: argparse.Namespace) -> int:
     from genq import stack
 
@@ -103,6 +127,15 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--admin", action="store_true", help="give the admin role (the admin API)")
     create.add_argument("--moderation-platform", choices=("wechat", "douyin"), help="this user's moderation platform")
     create.set_defaults(handler=_users_create)
+    disable = users.add_parser("disable", help="refuse every key and token of a user (running jobs finish)")
+    disable.add_argument("user", help="the user's id or phone")
+    disable.add_argument("--enable", action="store_true", help="undo: let the user in again")
+    disable.set_defaults(handler=_users_disable)
+
+    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(required=True, metavar="ACTION")
+    revoke = keys.add_parser("revoke", help="revoke an API key by its id (GET /v1/keys lists them)")
+    revoke.add_argument("key_id")
+    revoke.set_defaults(handler=_keys_revoke)
 
     sub.add_parser("run", help="everything at once, on embedded defaults").set_defaults(handler=_run)
     return parser

@@ -45,6 +45,17 @@ class User:
     plan_credits: int
     moderation_platform: str | None
     created_at: datetime
+    disabled_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A key as its owner sees it after creation: never the key itself, only its last four."""
+
+    id: str
+    last4: str
+    created_at: datetime
+    revoked_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -109,11 +120,51 @@ class Accounts:
                 users.c.role,
             )
             .join(users, users.c.id == api_keys.c.user_id)
-            .where(api_keys.c.key_hash == hash_key(api_key), api_keys.c.revoked_at.is_(None))
+            .where(
+                api_keys.c.key_hash == hash_key(api_key),
+                api_keys.c.revoked_at.is_(None),
+                users.c.disabled_at.is_(None),
+            )
         )
         with self._engine.connect() as conn:
             row = conn.execute(query).one_or_none()
         return None if row is None else KeyOwner(row.user_id, row.moderation_platform or row.user_platform, row.role)
+
+    def create_key(self, user_id: str, *, now: datetime) -> tuple[ApiKey, str]:
+        """A new key for the user: (what is kept of it, the key itself, shown once)."""
+        key_id, api_key = new_id(), KEY_PREFIX + secrets.token_urlsafe(32)
+        row = {
+            "id": key_id,
+            "user_id": user_id,
+            "key_hash": hash_key(api_key),
+            "last4": api_key[-4:],
+            "created_at": now,
+        }
+        with self._engine.begin() as conn:
+            conn.execute(insert(api_keys).values(**row))
+        return ApiKey(key_id, api_key[-4:], now, None), api_key
+
+    def keys(self, user_id: str) -> list[ApiKey]:
+        query = select(api_keys).where(api_keys.c.user_id == user_id).order_by(api_keys.c.created_at, api_keys.c.id)
+        with self._engine.connect() as conn:
+            return [ApiKey(r.id, r.last4, r.created_at, r.revoked_at) for r in conn.execute(query)]
+
+    def revoke_key(self, key_id: str, *, now: datetime, user_id: str | None = None) -> bool:
+        """Revoke a key (the owner's own when `user_id` is given); False when there is no such live key.
+        Keys are looked up on every request, so it is refused from the next one, in every process."""
+        query = update(api_keys).where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+        if user_id is not None:
+            query = query.where(api_keys.c.user_id == user_id)
+        with self._engine.begin() as conn:
+            return conn.execute(query.values(revoked_at=now)).rowcount == 1
+
+    def set_disabled(self, user_id: str, *, disabled: bool, now: datetime) -> bool:
+        """Disable (every key and token refused; running jobs finish) or enable a user again."""
+        with self._engine.begin() as conn:
+            moved = conn.execute(
+                update(users).where(users.c.id == user_id).values(disabled_at=now if disabled else None)
+            )
+        return moved.rowcount == 1
 
     def get(self, user_id: str) -> User | None:
         with self._engine.connect() as conn:
@@ -188,6 +239,7 @@ def _user(row: Any) -> User:
         plan_credits=int(row["plan_credits"]),
         moderation_platform=row["moderation_platform"],
         created_at=row["created_at"],
+        disabled_at=row["disabled_at"],
     )
 
 

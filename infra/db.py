@@ -81,6 +81,7 @@ users = Table(
     Column("plan", String(32), nullable=True),
     Column("member_until", UTCDateTime, nullable=True),
     Column("plan_credits", BigInteger, nullable=False, server_default="0"),  # unused credits of the plan
+    Column("disabled_at", UTCDateTime, nullable=True),  # set by an admin: every key and token refused (0006)
     CheckConstraint("balance >= 0", name="balance_not_negative"),
     CheckConstraint("plan_credits >= 0 AND plan_credits <= balance", name="plan_credits_within_balance"),
 )

@@ -120,6 +120,8 @@ ENDPOINTS: list[tuple[str, str, dict[str, Any] | None]] = [
     ("GET", "/v1/admin/config/changes", None),
     ("GET", "/v1/admin/usage?month=2026-03", None),
     ("GET", "/v1/admin/scheduler", None),
+    ("POST", "/v1/admin/users/{user_id:str}/disable", None),
+    ("POST", "/v1/admin/users/{user_id:str}/enable", None),
 ]
 
 

@@ -1,0 +1,62 @@
+"""`/v1/keys`: a user's API keys, made, listed (last four characters only) and revoked by their owner.
+
+A key is shown once, when made; genq keeps only its digest. Keys are looked up on every request,
+so a revoked key is refused from the next request on, by every API process.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import msgspec
+from litestar import Controller, delete, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath
+
+from api.auth import CurrentUser
+from domain.errors import NotFound
+from infra.accounts import ApiKey
+from infra.paging import is_id
+from infra.resources import Resources
+
+
+class KeyOut(msgspec.Struct):
+    id: str
+    last4: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+    @classmethod
+    def of(cls, key: ApiKey) -> KeyOut:
+        return cls(key.id, key.last4, key.created_at, key.revoked_at)
+
+
+class NewKeyOut(msgspec.Struct):
+    id: str
+    api_key: str  # shown this once
+    last4: str
+    created_at: datetime
+
+
+class KeysController(Controller):
+    path = "/v1/keys"
+    tags = ["keys"]
+
+    @post("/", status_code=201, sync_to_thread=True)
+    def create_key(self, user: NamedDependency[CurrentUser], resources: NamedDependency[Resources]) -> NewKeyOut:
+        """A new API key for you; the key itself is in this answer only."""
+        key, secret = resources.accounts.create_key(user.id, now=datetime.now(UTC))
+        return NewKeyOut(key.id, secret, key.last4, key.created_at)
+
+    @get("/", sync_to_thread=True)
+    def list_keys(self, user: NamedDependency[CurrentUser], resources: NamedDependency[Resources]) -> list[KeyOut]:
+        """Your keys, oldest first, revoked ones included; never a key itself."""
+        return [KeyOut.of(key) for key in resources.accounts.keys(user.id)]
+
+    @delete("/{key_id:str}", status_code=204, sync_to_thread=True)
+    def revoke_key(
+        self, key_id: FromPath[str], user: NamedDependency[CurrentUser], resources: NamedDependency[Resources]
+    ) -> None:
+        """Revoke one of your keys: refused from the next request on, by every API process."""
+        if not (is_id(key_id) and resources.accounts.revoke_key(key_id, now=datetime.now(UTC), user_id=user.id)):
+            raise NotFound(f"no live key {key_id} of yours", key_id=key_id)
