@@ -13,6 +13,7 @@ from api.accounts import AuthController, create_upload, list_plans, membership
 from api.admin import AdminController
 from api.auth import current_user
 from api.callbacks import ModerationPlatforms, kie_callback, moderation_callback
+from api.events import job_events
 from api.jobs import JobsController
 from api.keys import KeysController
 from api.payments import Channels, OrdersController, alipay_notify, wechat_notify
@@ -53,6 +54,7 @@ def create_app(resources: Resources, *, channels: Channels | None = None) -> Lit
     return Litestar(
         route_handlers=[
             JobsController,
+            job_events,
             KeysController,
             AdminController,
             AuthController,

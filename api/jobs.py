@@ -175,7 +175,7 @@ class JobsController(Controller):
         if wait:
             headers["Preference-Applied"] = f"wait={wait}"
         moves = [(job.status, job.created_at)] if created and not wait else None
-        answer = await to_thread(lambda: _answer(resources, job, moves=moves))
+        answer = await to_thread(lambda: answer_for(resources, job, moves=moves))
         return Response(answer, status_code=HTTP_202_ACCEPTED, headers=headers)
 
     @get("/{job_id:str}")
@@ -190,7 +190,7 @@ class JobsController(Controller):
         wait = prefer_wait(prefer)
         if wait:
             job = await until_ended(resources, job, wait)
-        answer = await to_thread(lambda: _answer(resources, job, pull=True))
+        answer = await to_thread(lambda: answer_for(resources, job, pull=True))
         return Response(answer, headers={"Preference-Applied": f"wait={wait}"} if wait else {})
 
     @post("/{job_id:str}/cancel", status_code=200, sync_to_thread=True)
@@ -305,7 +305,7 @@ def _create(
     return job, created
 
 
-def _answer(
+def answer_for(
     resources: Resources, job: Job, *, moves: Sequence[tuple[JobStatus, datetime]] | None = None, pull: bool = False
 ) -> JobOut:
     """The job as answered: its queue place while it waits, its timings; with `pull`, a moderation

@@ -45,6 +45,15 @@ class NewJob:
     external_id: str | None = None
 
 
+@dataclass(frozen=True)
+class JobEvent:
+    id: int
+    from_status: str | None
+    to_status: str
+    at: datetime
+    detail: Mapping[str, Any]
+
+
 class JobStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -397,6 +406,14 @@ class JobStore:
             for row in conn.execute(query):
                 found[row.job_id].append((JobStatus(row.to_status), row.at))
         return found
+
+    def history(self, job_id: str, *, after: int = 0) -> list[JobEvent]:
+        """The job's stored state moves after event id `after`, oldest first."""
+        query = (
+            select(job_events).where(job_events.c.job_id == job_id, job_events.c.id > after).order_by(job_events.c.id)
+        )
+        with self._engine.connect() as conn:
+            return [JobEvent(r.id, r.from_status, r.to_status, r.at, dict(r.detail or {})) for r in conn.execute(query)]
 
     def events(self, job_id: str) -> list[tuple[str | None, str]]:
         query = select(job_events.c.from_status, job_events.c.to_status).where(job_events.c.job_id == job_id)
