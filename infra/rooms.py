@@ -108,10 +108,12 @@ return redis.call('INCR', KEYS[3])
 """
 
 # KEYS: slots jobs share version ready rebuilding; ARGV: ttl_ms, n_holders, holders..., (job_id, meta)...
+# The waiting set is added to, not replaced: a job enqueued while the rebuilder read the database
+# would be lost from the room otherwise (a stale entry is dropped when a take finds it moved on).
 _REBUILD = (
     _NOW
     + """
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('DEL', KEYS[1], KEYS[3])
 local n = tonumber(ARGV[2])
 for i = 3, 2 + n do redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), ARGV[i]) end
 for i = 3 + n, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
@@ -302,7 +304,7 @@ class Rooms:
         return bool(self._redis.set(keys(room)["rebuilding"], "1", nx=True, px=int(ttl_s * 1000)))
 
     def rebuild(self, room: str, holders: Iterable[str], entries: Iterable[Entry]) -> None:
-        """Replace the room's leases and waiting set with what the database says, then mark it ready."""
+        """Replace the room's leases with what the database says, add its waiting jobs, then mark it ready."""
         k = keys(room)
         held = list(holders)
         flat: list[str] = []

@@ -97,3 +97,12 @@ def test_a_rebuild_restores_leases_and_the_waiting_set_and_marks_the_room_ready(
     assert snapshot.ready and snapshot.in_flight == 1
     assert {(e.job_id, e.user_id) for e in snapshot.waiting} == {("y", "u1"), ("z", "u2")}
     assert rooms.lock_rebuild(ROOM)  # the rebuild let go of its lock
+
+
+def test_a_rebuild_keeps_a_job_enqueued_while_it_read_the_database(redis_client: redis.Redis) -> None:
+    rooms = Rooms(redis_client, ttl_s=30)
+    rooms.enqueue(ROOM, entry("late"))  # arrived after the rebuilder's read, before its write
+
+    rooms.rebuild(ROOM, [], [entry("y")])
+
+    assert {e.job_id for e in rooms.snapshot(ROOM).waiting} == {"late", "y"}
