@@ -77,9 +77,9 @@ def _done(rt: Runtime, job: Job) -> None:
     fence = rt.jobs.move(job.id, S.PROCESSING, S.ARCHIVING, now=rt.now(), fence=job.fence)
     if fence is None:
         return
+    admission.release(rt, job)  # first: the next job's admission does not wait behind archiving
     admission.record_outcome(rt, job.slot, ok=True)
     messages.archive(job.id, fence)
-    admission.release(rt, job)
 
 
 def _failed(rt: Runtime, job: Job, code: str, message: str) -> None:
