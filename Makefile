@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install run test lint clean
+.PHONY: install run test lint bench clean
 
 $(UV):
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --target $(TOOLS) uv==$(UV_VERSION)
@@ -28,6 +28,12 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# Seed 001's Sora batch and the wake-on-release hand-off on the KIE simulator, scaled down (bench/).
+# Prints tables, asserts nothing; embedded services unless DATABASE_URL / REDIS_URL / S3_ENDPOINT_URL
+# are set (the Redis database given is flushed, like `make test`). About two minutes.
+bench: install
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) $(TOOLS) var .pytest_cache .mypy_cache .ruff_cache

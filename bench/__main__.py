@@ -1,0 +1,73 @@
+"""`python -m bench` (`make bench`): run the scenarios, print the tables. Never asserts timings."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+from bench import measure, report, scale
+from bench.harness import WORKER_THREADS, running
+from bench.results import Batch, Handoff
+from bench.scenarios import FAST, SLOW, member, run_queue, seed_batch, video
+from bench.services import services
+from domain import scheduling
+from domain.jobs import JobKind
+from domain.plans import parse_plans
+from domain.polling import PollSchedule
+from infra import logging as genq_logging
+from infra.settings import Settings
+
+MODEL_LIMIT = 10  # KIE_CONCURRENCY_SORA_2_PRO: above every plan cap but enterprise's, so the plan binds
+PLANS = (("pro", scale.SEED_PRO), ("enterprise", scale.SEED_PRO_PLUS))
+HANDOFF_JOBS = 21
+
+
+def budget(vendor_s: float, cap: int) -> float:
+    """How long a scenario may take before the bench gives up: twice its lower bound, plus a minute."""
+    return 60 + 2 * vendor_s / cap
+
+
+def batch(settings: Settings, plan: str) -> Batch:
+    settings = settings.with_(kie_concurrency_sora_2_pro=MODEL_LIMIT)
+    cap = min(parse_plans(settings.plans)[plan].concurrency, MODEL_LIMIT)
+    slow_weight = scheduling.size_weight(JobKind.VIDEO, SLOW)
+    slow_cap = min(cap, scheduling.admission_threshold(MODEL_LIMIT, slow_weight))
+    with running(settings) as h:
+        user = member(h, plan)
+        bodies = seed_batch()
+        vendor_s = len(bodies) / 2 * (scale.VIDEO_720P_S + scale.VIDEO_1080P_S)
+        t0, submit_s = run_queue(h, user, bodies, timeout_s=budget(vendor_s, cap))
+        calls, at_vendor = measure.status_calls(h), measure.most_at_vendor(h)
+        runs = measure.runs(h, user)
+    return Batch(plan, cap, slow_cap, t0, tuple(runs), calls, at_vendor, submit_s)
+
+
+def handoff(settings: Settings) -> Handoff:
+    """Limit 1, a queue of 720p-10 s jobs from one enterprise user (its cap never binds)."""
+    settings = settings.with_(kie_concurrency_sora_2_pro=1)
+    with running(settings) as h:
+        user = member(h, "enterprise")
+        bodies = [video(FAST, batch=False) for _ in range(HANDOFF_JOBS)]
+        run_queue(h, user, bodies, timeout_s=budget(scale.VIDEO_720P_S * HANDOFF_JOBS, 1))
+        runs = measure.runs(h, user)
+    interval = PollSchedule.parse(settings.poll_schedule_video_720p, max_polls=1).interval(0)
+    return Handoff(tuple(runs), interval)
+
+
+def main() -> int:
+    settings_env = Settings.from_env()
+    started = time.monotonic()
+    with services(settings_env) as settings:
+        genq_logging.configure(settings)
+        logging.getLogger("dramatiq").setLevel(logging.WARNING)  # no start/stop lines between tables
+        print(report.preamble(settings, model_limit=MODEL_LIMIT, threads=WORKER_THREADS), flush=True)
+        pairs = [(batch(settings, plan), seed) for plan, seed in PLANS]
+        print("\n" + report.batch_table(pairs), flush=True)
+        print("\n" + report.handoff_table(handoff(settings)), flush=True)
+    print(f"\n(bench took {time.monotonic() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
