@@ -14,7 +14,7 @@ from bench.services import services
 from domain import scheduling
 from domain.jobs import JobKind
 from domain.plans import parse_plans
-from domain.polling import PollSchedule
+from domain.scheduling import PollSchedule
 from infra import logging as genq_logging
 from infra.settings import Settings
 

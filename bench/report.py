@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from bench import scale
 from bench.results import Batch, Handoff, quantile
 from bench.scale import SeedRow
-from domain.polling import PollSchedule
+from domain.scheduling import PollSchedule
 from infra.settings import Settings
 
 DASH = "-"

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from domain.polling import PollSchedule
+from domain.scheduling import PollSchedule
 
 SEED_720P_S: Final = 42 * 60 * 3 / 100  # 75.6 s: seed 001, Pro, all 720p
 SEED_1080P_S: Final = 4.2 * 3600 * 3 / 100  # 453.6 s: seed 001, Pro, all 1080p

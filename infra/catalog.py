@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from domain.jobs import JobKind
-from domain.polling import PollSchedule
 from domain.pricing import PatternTable, PriceList, variant_key
+from domain.scheduling import PollSchedule
 from infra.settings import Settings
 
 

@@ -24,8 +24,8 @@ from sqlalchemy.sql.dml import Insert
 from domain.errors import InvalidInput
 from domain.jobs import JobKind
 from domain.plans import parse_plans
-from domain.polling import PollSchedule
 from domain.pricing import PatternTable
+from domain.scheduling import PollSchedule
 from infra.db import config_changes, config_overrides
 from infra.settings import Settings, SettingsError
 

@@ -18,7 +18,7 @@ import tenacity
 
 from domain import scheduling
 from domain.jobs import Job
-from domain.polling import PollSchedule
+from domain.scheduling import PollSchedule
 from infra import catalog, metrics
 from infra.accounts import Accounts
 from infra.audits import AuditStore

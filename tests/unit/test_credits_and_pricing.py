@@ -8,8 +8,8 @@ from domain import credits
 from domain.credits import LedgerKind
 from domain.errors import InsufficientCredits, InvalidInput
 from domain.jobs import JobKind
-from domain.polling import PollSchedule
 from domain.pricing import PatternTable, PriceList, Terms
+from domain.scheduling import PollSchedule
 from infra.settings import Settings
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
