@@ -23,7 +23,7 @@ from api.auth import CurrentUser
 from api.inputs import Images, JobIn, request_hash, validated_input
 from domain import scheduling
 from domain.errors import Conflict, NotFound, TooLate
-from domain.jobs import Job, JobKind, JobStatus
+from domain.jobs import RETRYABLE, Job, JobKind, JobStatus
 from domain.pricing import PriceList
 from domain.routing import route
 from domain.timings import timings
@@ -85,6 +85,8 @@ class JobOut(msgspec.Struct):
     results: list[ResultOut] | None = None
     queue: QueueOut | None = None
     timings: TimingsOut | None = None
+    retry_of: str | None = None  # the job this one retries
+    retried_by: list[str] | None = None  # the jobs that retry this one
 
     @classmethod
     def of(
@@ -94,6 +96,7 @@ class JobOut(msgspec.Struct):
         *,
         queue: waiting.QueueInfo | None = None,
         moves: Sequence[tuple[JobStatus, datetime]] = (),
+        retried_by: list[str] | None = None,
     ) -> JobOut:
         ttl = resources.settings.signed_url_ttl_s
         return cls(
@@ -116,6 +119,8 @@ class JobOut(msgspec.Struct):
             else None,
             queue=QueueOut(queue.reason, queue.position) if queue is not None else None,
             timings=TimingsOut(**asdict(timings(moves, now=datetime.now(UTC)))) if moves else None,
+            retry_of=job.retry_of,
+            retried_by=retried_by or None,
         )
 
 
@@ -203,6 +208,20 @@ class JobsController(Controller):
         cancelled = _cancel(resources, job)
         metrics.JOBS_FINISHED.labels(cancelled.kind, JobStatus.CANCELLED).inc()
         return JobOut.of(cancelled, resources, moves=resources.jobs.moves([job.id])[job.id])
+
+    @post("/{job_id:str}/retry", status_code=HTTP_202_ACCEPTED)
+    async def retry_job(
+        self, job_id: FromPath[str], user: User, resources: Res, prices: NamedDependency[PriceList]
+    ) -> JobOut:
+        """A new job with the same input, charged again (today's price), linked both ways
+        (`retry_of`, `retried_by`). Only a failed, timed-out or cancelled job can be retried (409)."""
+        job = await to_thread(lambda: resources.jobs.get_for_user(user.id, job_id) if is_id(job_id) else None)
+        if job is None:
+            raise NotFound(f"no job {job_id}", job_id=job_id)
+        if job.status not in RETRYABLE:
+            raise Conflict(f"a {job.status} job cannot be retried", job_id=job.id, status=job.status)
+        again = await to_thread(lambda: _retry(resources, prices, user, job))
+        return await to_thread(lambda: answer_for(resources, again))
 
     @get("/", sync_to_thread=True)
     def list_jobs(
@@ -321,7 +340,8 @@ def answer_for(
         )
     if moves is None:
         moves = resources.jobs.moves([job.id])[job.id]
-    return JobOut.of(job, resources, queue=queue, moves=moves)
+    retried_by = resources.jobs.retried_by(job.id) if job.status in RETRYABLE else None
+    return JobOut.of(job, resources, queue=queue, moves=moves, retried_by=retried_by)
 
 
 PREFER_WAIT_MAX_S = 60
@@ -351,3 +371,37 @@ async def until_ended(resources: Resources, job: Job, wait_s: float) -> Job:
 
 async def to_thread(call: Callable[[], T]) -> T:
     return await anyio.to_thread.run_sync(call)
+
+
+def _retry(resources: Resources, prices: PriceList, user: CurrentUser, job: Job) -> Job:
+    """The same kind and input (checked when first submitted), in the same class, charged again. A
+    direct upload's signed URL, written in when it was first submitted, is made afresh."""
+    job_input = dict(job.input)
+    if job_input.get("upload_key"):
+        job_input.pop("image_url", None)
+    terms = prices.quote(job.kind, job_input)
+    now = datetime.now(UTC)
+    audit = resources.settings.audit_enabled
+    first_stage_s = resources.settings.audit_deadline_s if audit else resources.effective().max_wait_s
+    again, _ = resources.jobs.create(
+        NewJob(
+            id=new_id(),
+            user_id=user.id,
+            kind=job.kind,
+            status=JobStatus.PENDING_AUDIT if audit else JobStatus.QUEUED,
+            input=job_input,
+            price=terms.price,
+            vendor=job.vendor,
+            model=job.model,
+            deadline_at=now + timedelta(seconds=first_stage_s),
+            deadline_s=terms.deadline_s,
+            priority=job.priority,
+            moderation_platform=job.moderation_platform if audit else None,
+            retry_of=job.id,
+        ),
+        now=now,
+    )
+    metrics.JOBS_SUBMITTED.labels(again.kind).inc()
+    metrics.CREDITS_CHARGED.labels(again.kind).inc(again.price)
+    (messages.check if audit else messages.enqueue)(again.id, again.fence)
+    return again

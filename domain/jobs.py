@@ -51,6 +51,7 @@ NEXT: Final[Mapping[JobStatus, frozenset[JobStatus]]] = {
 
 TERMINAL: Final = frozenset({S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.CANCELLED, S.AUDIT_FAILED})
 REFUNDABLE: Final = TERMINAL - {S.SUCCEEDED}
+RETRYABLE: Final = frozenset({S.FAILED, S.TIMED_OUT, S.CANCELLED})  # audit_failed would be rejected again
 ACTIVE: Final = frozenset(S) - TERMINAL
 
 
@@ -107,6 +108,7 @@ class Job:
     submit_failures: int = 0  # transient submit failures so far (each one backs off)
     archive_attempts: int = 0
     external_id: str | None = None  # the client's own reference, unique per user
+    retry_of: str | None = None  # the job this one retries
 
     @property
     def slot(self) -> str:

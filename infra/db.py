@@ -132,6 +132,7 @@ jobs = Table(
     Column("submit_failures", Integer, nullable=False, server_default="0"),
     Column("archive_attempts", Integer, nullable=False, server_default="0"),
     Column("external_id", String(128), nullable=True),  # the client's own reference (0005)
+    Column("retry_of", String(32), nullable=True, index=True),  # the job this one retries (0007)
     UniqueConstraint("user_id", "idempotency_key"),
     UniqueConstraint("user_id", "external_id"),
     CheckConstraint(f"status IN ({', '.join(repr(s.value) for s in JobStatus)})", name="status_known"),

@@ -43,6 +43,7 @@ class NewJob:
     priority: str = "interactive"
     deadline_s: int = 0
     external_id: str | None = None
+    retry_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -391,6 +392,12 @@ class JobStore:
         with self._engine.connect() as conn:
             return list(conn.execute(query).scalars())
 
+    def retried_by(self, job_id: str) -> list[str]:
+        """The jobs made by retrying this one, oldest first."""
+        query = select(jobs.c.id).where(jobs.c.retry_of == job_id).order_by(jobs.c.created_at, jobs.c.id)
+        with self._engine.connect() as conn:
+            return list(conn.execute(query).scalars())
+
     def moves(self, job_ids: Iterable[str]) -> dict[str, list[tuple[JobStatus, datetime]]]:
         """Each job's state moves in order, (status entered, at), the first being its creation."""
         ids = list(job_ids)
@@ -468,6 +475,7 @@ def _row(new: NewJob, now: datetime) -> dict[str, Any]:
         "priority": new.priority,
         "deadline_s": new.deadline_s,
         "external_id": new.external_id,
+        "retry_of": new.retry_of,
     }
 
 
@@ -501,6 +509,7 @@ def _job(row: RowMapping) -> Job:
         submit_failures=row["submit_failures"],
         archive_attempts=row["archive_attempts"],
         external_id=row["external_id"],
+        retry_of=row["retry_of"],
     )
 
 
