@@ -7,6 +7,7 @@ seen by every process within its cache time. The searches and the report are inf
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -17,12 +18,15 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from api.auth import CurrentUser, admin_user
-from api.jobs import ErrorOut, redacted
-from domain.errors import NotFound
-from domain.jobs import Job, JobKind, JobStatus
+from api.jobs import ErrorOut, cancel, redacted, retry
+from domain.errors import DomainError, NotFound
+from domain.jobs import RETRYABLE, Job, JobKind, JobStatus
+from domain.pricing import PriceList
 from infra import reports, waiting
 from infra.accounts import User
+from infra.admin_log import AdminAction, AdminLog
 from infra.config_store import ADJUSTABLE, Change, ConfigStore
+from infra.jobstore import JobFilter
 from infra.paging import is_id
 from infra.reports import Month
 from infra.resources import Resources
@@ -157,6 +161,41 @@ class RoomOut(msgspec.Struct):
     window_total: int
 
 
+class JobFilterIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Every field given must match; created_to is exclusive."""
+
+    status: JobStatus | None = None
+    kind: JobKind | None = None
+    vendor: Annotated[str, msgspec.Meta(max_length=32)] | None = None
+    error_code: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    user_id: Annotated[str, msgspec.Meta(max_length=32)] | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+
+
+class BulkIn(msgspec.Struct, forbid_unknown_fields=True):
+    filter: JobFilterIn
+    dry_run: bool = True  # the default answers the count and acts on nothing
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1000
+
+
+class BulkOut(msgspec.Struct):
+    action: str
+    dry_run: bool
+    matched: int  # jobs the filter picked among those the action applies to
+    acted: int  # jobs it was done to (a job may have moved on meanwhile)
+    job_ids: list[str]  # the picked jobs (dry run), or the jobs acted on / made
+
+
+class AdminActionOut(msgspec.Struct):
+    action: str
+    filter: dict[str, Any]
+    matched: int
+    acted: int
+    by: str
+    at: datetime
+
+
 class AdminController(Controller):
     path = "/v1/admin"
     tags = ["admin"]
@@ -184,6 +223,28 @@ class AdminController(Controller):
     @post("/users/{user_id:str}/enable", status_code=200, sync_to_thread=True)
     def enable_user(self, user_id: FromPath[str], admin: Admin, resources: Res) -> UserOut:
         return _set_disabled(resources, user_id, disabled=False)
+
+    @post("/jobs/retry", status_code=200, sync_to_thread=True)
+    def bulk_retry(
+        self, data: JSONBody[BulkIn], admin: Admin, resources: Res, prices: NamedDependency[PriceList]
+    ) -> BulkOut:
+        """Retry (each one a new job, charged to its owner) every failed, timed-out or cancelled job
+        the filter picks; `dry_run` (the default) only counts them. Recorded in /v1/admin/actions."""
+        return _bulk(resources, admin, data, "jobs.retry", RETRYABLE, lambda job: retry(resources, prices, job).id)
+
+    @post("/jobs/cancel", status_code=200, sync_to_thread=True)
+    def bulk_cancel(self, data: JSONBody[BulkIn], admin: Admin, resources: Res) -> BulkOut:
+        """Cancel (and refund) every waiting or running job the filter picks; `dry_run` (the default)
+        only counts them. Recorded in /v1/admin/actions."""
+        return _bulk(resources, admin, data, "jobs.cancel", CANCELLABLE, lambda job: cancel(resources, job).id)
+
+    @get("/actions", sync_to_thread=True)
+    def actions(self, admin: Admin, resources: Res, limit: Limit = 100) -> list[AdminActionOut]:
+        """Bulk actions taken, newest first: who, when, the filter, how many."""
+        return [
+            AdminActionOut(a.action, dict(a.filter), a.matched, a.acted, a.by, a.at)
+            for a in AdminLog(resources.engine).recent(limit=limit)
+        ]
 
     @get("/jobs", sync_to_thread=True)
     def search_jobs(
@@ -247,3 +308,39 @@ def _set_disabled(resources: Resources, user_id: str, *, disabled: bool) -> User
     user = resources.accounts.get(user_id)
     assert user is not None
     return UserOut.of(user)
+
+
+CANCELLABLE = (JobStatus.PENDING_AUDIT, JobStatus.QUEUED, JobStatus.SUBMITTING, JobStatus.PROCESSING)
+
+
+def _bulk(
+    resources: Resources,
+    admin: CurrentUser,
+    data: BulkIn,
+    action: str,
+    applies_to: Iterable[JobStatus],
+    act: Callable[[Job], str],
+) -> BulkOut:
+    wanted = data.filter
+    statuses = tuple(s for s in applies_to if wanted.status in (None, s))
+    picked = JobFilter(
+        statuses=statuses,
+        kind=wanted.kind,
+        vendor=wanted.vendor,
+        error_code=wanted.error_code,
+        user_id=wanted.user_id,
+        created_from=wanted.created_from,
+        created_to=wanted.created_to,
+    )
+    found = resources.jobs.matching(picked, limit=data.limit) if statuses else []
+    if data.dry_run:
+        return BulkOut(action, True, len(found), 0, [job.id for job in found])
+    done = []
+    for job in found:
+        try:
+            done.append(act(job))
+        except DomainError:  # it moved on meanwhile (ended, archiving): not this action's any more
+            continue
+    entry = AdminAction(action, msgspec.to_builtins(wanted), len(found), len(done), admin.id, datetime.now(UTC))
+    AdminLog(resources.engine).record(entry)
+    return BulkOut(action, False, len(found), len(done), done)

@@ -205,7 +205,7 @@ class JobsController(Controller):
         job = resources.jobs.get_for_user(user.id, job_id) if is_id(job_id) else None
         if job is None:
             raise NotFound(f"no job {job_id}", job_id=job_id)
-        cancelled = _cancel(resources, job)
+        cancelled = cancel(resources, job)
         metrics.JOBS_FINISHED.labels(cancelled.kind, JobStatus.CANCELLED).inc()
         return JobOut.of(cancelled, resources, moves=resources.jobs.moves([job.id])[job.id])
 
@@ -220,7 +220,7 @@ class JobsController(Controller):
             raise NotFound(f"no job {job_id}", job_id=job_id)
         if job.status not in RETRYABLE:
             raise Conflict(f"a {job.status} job cannot be retried", job_id=job.id, status=job.status)
-        again = await to_thread(lambda: _retry(resources, prices, user, job))
+        again = await to_thread(lambda: retry(resources, prices, job))
         return await to_thread(lambda: answer_for(resources, again))
 
     @get("/", sync_to_thread=True)
@@ -245,7 +245,7 @@ class JobsController(Controller):
 CANCEL_TRIES = 5  # the job may move on while we try: each try reads it again
 
 
-def _cancel(resources: Resources, job: Job) -> Job:
+def cancel(resources: Resources, job: Job) -> Job:
     """The move to `cancelled` is a compare-and-set in the database, so a restart forgets no cancel;
     the vendor's side is the workers' (the API never calls a vendor)."""
     for _ in range(CANCEL_TRIES):
@@ -373,9 +373,10 @@ async def to_thread(call: Callable[[], T]) -> T:
     return await anyio.to_thread.run_sync(call)
 
 
-def _retry(resources: Resources, prices: PriceList, user: CurrentUser, job: Job) -> Job:
-    """The same kind and input (checked when first submitted), in the same class, charged again. A
-    direct upload's signed URL, written in when it was first submitted, is made afresh."""
+def retry(resources: Resources, prices: PriceList, job: Job) -> Job:
+    """A new job for the same owner: the same kind and input (checked when first submitted), in the
+    same class, charged again. A direct upload's signed URL, written in when first submitted, is made
+    afresh."""
     job_input = dict(job.input)
     if job_input.get("upload_key"):
         job_input.pop("image_url", None)
@@ -386,7 +387,7 @@ def _retry(resources: Resources, prices: PriceList, user: CurrentUser, job: Job)
     again, _ = resources.jobs.create(
         NewJob(
             id=new_id(),
-            user_id=user.id,
+            user_id=job.user_id,
             kind=job.kind,
             status=JobStatus.PENDING_AUDIT if audit else JobStatus.QUEUED,
             input=job_input,

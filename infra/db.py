@@ -231,6 +231,18 @@ config_overrides = Table(
     Column("updated_at", UTCDateTime, nullable=False),
 )
 
+admin_actions = Table(
+    "admin_actions",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("action", String(32), nullable=False),  # jobs.retry | jobs.cancel
+    Column("filter", JSON, nullable=False),
+    Column("matched", Integer, nullable=False),
+    Column("acted", Integer, nullable=False),
+    Column("by", String(32), ForeignKey("users.id"), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+)
+
 config_changes = Table(
     "config_changes",
     metadata,

@@ -47,6 +47,19 @@ class NewJob:
 
 
 @dataclass(frozen=True)
+class JobFilter:
+    """What an admin's bulk action picks: every field given must match."""
+
+    statuses: tuple[JobStatus, ...] = ()
+    kind: JobKind | None = None
+    vendor: str | None = None
+    error_code: str | None = None
+    user_id: str | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None  # exclusive
+
+
+@dataclass(frozen=True)
 class JobEvent:
     id: int
     from_status: str | None
@@ -391,6 +404,27 @@ class JobStore:
         )
         with self._engine.connect() as conn:
             return list(conn.execute(query).scalars())
+
+    def matching(self, found: JobFilter, *, limit: int) -> list[Job]:
+        """Jobs the filter picks, oldest first, at most `limit`."""
+        query = select(jobs)
+        for column, value in (
+            (jobs.c.kind, found.kind),
+            (jobs.c.vendor, found.vendor),
+            (jobs.c.error_code, found.error_code),
+            (jobs.c.user_id, found.user_id),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        if found.statuses:
+            query = query.where(jobs.c.status.in_([s.value for s in found.statuses]))
+        if found.created_from is not None:
+            query = query.where(jobs.c.created_at >= found.created_from)
+        if found.created_to is not None:
+            query = query.where(jobs.c.created_at < found.created_to)
+        with self._engine.connect() as conn:
+            rows = conn.execute(query.order_by(jobs.c.created_at, jobs.c.id).limit(limit)).mappings()
+            return [_job(row) for row in rows]
 
     def retried_by(self, job_id: str) -> list[str]:
         """The jobs made by retrying this one, oldest first."""

@@ -24,6 +24,7 @@ from sqlalchemy import Engine, delete
 import workers.actors  # noqa: F401 - declares every actor for install()
 from api.app import create_app
 from infra.db import (
+    admin_actions,
     api_keys,
     config_changes,
     config_overrides,
@@ -170,6 +171,7 @@ def resources(base_settings: Settings, db: Engine, redis_client: redis.Redis) ->
 def _empty(engine: Engine) -> None:
     with engine.begin() as conn:
         for table in (
+            admin_actions,
             config_changes,
             config_overrides,
             orders,

@@ -53,6 +53,7 @@ def admin_api(resources: Resources, config: ConfigStore) -> Iterator[Client]:
             "resources": Provide(lambda: resources, sync_to_thread=False),
             "user": Provide(current_user, sync_to_thread=True),
             "config": Provide(lambda: config, sync_to_thread=False),
+            "prices": Provide(lambda: price_list(resources.effective()), sync_to_thread=False),
         },
         exception_handlers=HANDLERS,
     )
@@ -122,6 +123,9 @@ ENDPOINTS: list[tuple[str, str, dict[str, Any] | None]] = [
     ("GET", "/v1/admin/scheduler", None),
     ("POST", "/v1/admin/users/{user_id:str}/disable", None),
     ("POST", "/v1/admin/users/{user_id:str}/enable", None),
+    ("POST", "/v1/admin/jobs/retry", {"filter": {}}),
+    ("POST", "/v1/admin/jobs/cancel", {"filter": {}}),
+    ("GET", "/v1/admin/actions", None),
 ]
 
 
