@@ -236,7 +236,9 @@ class AdminController(Controller):
     def bulk_cancel(self, data: JSONBody[BulkIn], admin: Admin, resources: Res) -> BulkOut:
         """Cancel (and refund) every waiting or running job the filter picks; `dry_run` (the default)
         only counts them. Recorded in /v1/admin/actions."""
-        return _bulk(resources, admin, data, "jobs.cancel", CANCELLABLE, lambda job: cancel(resources, job).id)
+        return _bulk(
+            resources, admin, data, "jobs.cancel", CANCELLABLE, lambda job: cancel(resources, job, by="admin").id
+        )
 
     @get("/actions", sync_to_thread=True)
     def actions(self, admin: Admin, resources: Res, limit: Limit = 100) -> list[AdminActionOut]:

@@ -6,7 +6,7 @@ Reads answer from the database only; nothing here ever calls a vendor.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
@@ -245,7 +245,7 @@ class JobsController(Controller):
 CANCEL_TRIES = 5  # the job may move on while we try: each try reads it again
 
 
-def cancel(resources: Resources, job: Job) -> Job:
+def cancel(resources: Resources, job: Job, *, by: str = "owner") -> Job:
     """The move to `cancelled` is a compare-and-set in the database, so a restart forgets no cancel;
     the vendor's side is the workers' (the API never calls a vendor)."""
     for _ in range(CANCEL_TRIES):
@@ -259,9 +259,9 @@ def cancel(resources: Resources, job: Job) -> Job:
             JobStatus.CANCELLED,
             now=datetime.now(UTC),
             fence=job.fence,
-            detail={"by": "owner"},
+            detail={"by": by},
             error_code="cancelled",
-            error_message="cancelled by its owner",
+            error_message=f"cancelled by {'its owner' if by == 'owner' else 'an admin'}",
         )
         if moved is not None:
             _after_cancel(resources, job)
@@ -294,34 +294,26 @@ def _create(
     checked = validated_input(data.kind, data.input, Images(resources.images, resources.storage, user.id))
     terms = prices.quote(data.kind, checked)
     target = route(data.kind, checked)
-    now = datetime.now(UTC)
-    audit = settings.audit_enabled
-    first_stage_s = settings.audit_deadline_s if audit else resources.effective().max_wait_s
-    job, created = resources.jobs.create(
+    return _record(
+        resources,
         NewJob(
             id=new_id(),
             user_id=user.id,
             kind=data.kind,
-            status=JobStatus.PENDING_AUDIT if audit else JobStatus.QUEUED,
+            status=JobStatus.QUEUED,  # or pending_audit: _record decides
             input=checked,
             price=terms.price,
             vendor=target.vendor,
             model=target.model,
-            deadline_at=now + timedelta(seconds=first_stage_s),
+            deadline_at=datetime.now(UTC),  # _record sets the first stage's
             deadline_s=terms.deadline_s,
             priority=scheduling.priority_class(data.kind, checked, batch=data.priority == "batch"),
             idempotency_key=idempotency_key,
             request_hash=request_hash(data.kind, checked, data.priority, data.external_id),
             external_id=data.external_id,
-            moderation_platform=(user.moderation_platform or resources.settings.moderation_platform) if audit else None,
+            moderation_platform=user.moderation_platform or settings.moderation_platform,
         ),
-        now=now,
     )
-    if created:
-        metrics.JOBS_SUBMITTED.labels(job.kind).inc()
-        metrics.CREDITS_CHARGED.labels(job.kind).inc(job.price)
-        (messages.check if audit else messages.enqueue)(job.id, job.fence)
-    return job, created
 
 
 def answer_for(
@@ -381,28 +373,42 @@ def retry(resources: Resources, prices: PriceList, job: Job) -> Job:
     if job_input.get("upload_key"):
         job_input.pop("image_url", None)
     terms = prices.quote(job.kind, job_input)
-    now = datetime.now(UTC)
-    audit = resources.settings.audit_enabled
-    first_stage_s = resources.settings.audit_deadline_s if audit else resources.effective().max_wait_s
-    again, _ = resources.jobs.create(
+    again, _ = _record(
+        resources,
         NewJob(
             id=new_id(),
             user_id=job.user_id,
             kind=job.kind,
-            status=JobStatus.PENDING_AUDIT if audit else JobStatus.QUEUED,
+            status=JobStatus.QUEUED,
             input=job_input,
             price=terms.price,
             vendor=job.vendor,
             model=job.model,
-            deadline_at=now + timedelta(seconds=first_stage_s),
+            deadline_at=datetime.now(UTC),
             deadline_s=terms.deadline_s,
             priority=job.priority,
-            moderation_platform=job.moderation_platform if audit else None,
+            moderation_platform=job.moderation_platform or resources.settings.moderation_platform,
             retry_of=job.id,
         ),
-        now=now,
     )
-    metrics.JOBS_SUBMITTED.labels(again.kind).inc()
-    metrics.CREDITS_CHARGED.labels(again.kind).inc(again.price)
-    (messages.check if audit else messages.enqueue)(again.id, again.fence)
     return again
+
+
+def _record(resources: Resources, new: NewJob) -> tuple[Job, bool]:
+    """Charge and record a job, then send its first message: moderation's when audits are on (its
+    deadline AUDIT_DEADLINE_S), else its room's (MAX_WAIT_S). Returns (job, created)."""
+    settings = resources.effective()
+    audit = resources.settings.audit_enabled
+    now = datetime.now(UTC)
+    new = replace(
+        new,
+        status=JobStatus.PENDING_AUDIT if audit else JobStatus.QUEUED,
+        deadline_at=now + timedelta(seconds=settings.audit_deadline_s if audit else settings.max_wait_s),
+        moderation_platform=new.moderation_platform if audit else None,
+    )
+    job, created = resources.jobs.create(new, now=now)
+    if created:
+        metrics.JOBS_SUBMITTED.labels(job.kind).inc()
+        metrics.CREDITS_CHARGED.labels(job.kind).inc(job.price)
+        (messages.check if audit else messages.enqueue)(job.id, job.fence)
+    return job, created
