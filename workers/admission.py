@@ -76,7 +76,9 @@ def admit(rt: Runtime, room: str) -> int:
             admitted += 1
         elif outcome in (Take.FULL, Take.BUSY, Take.UNREADY):
             break
-        # STALE, GONE, or a lost race in the database: look again
+        # STALE, GONE, or a lost race in the database: look again, with the owner's cap checked
+        # again (an admission, or another process's, may have brought them to it)
+        checked.discard(pick.user_id)
     return admitted
 
 
