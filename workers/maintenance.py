@@ -25,12 +25,13 @@ from datetime import timedelta
 import redis
 import structlog
 
+from domain import scheduling
 from domain.jobs import Job
 from domain.jobs import JobStatus as S
 from infra import metrics
 from infra.rooms import Renewal
 from workers import accounts, admission, messages
-from workers.lifecycle import finish, time_out
+from workers.lifecycle import finish, finish_holding, time_out
 from workers.runtime import Runtime, current
 
 log = structlog.get_logger()
@@ -87,17 +88,27 @@ def end_overdue(rt: Runtime) -> int:
 
 
 def take_back(rt: Runtime) -> int:
-    """`submitting` jobs whose lease lapsed: their submitter is gone (it heartbeats while alive)."""
+    """`submitting` jobs whose lease lapsed: their submitter is gone (it heartbeats while alive).
+
+    A call that had started is an unknown outcome, handled like a lost answer: it spends one of the
+    job's retries and the job backs off, or fails once they are spent (a job whose submitter dies
+    in every call stops there, instead of starting vendor tasks for ever).
+    """
     taken = 0
     for job in rt.jobs.in_state(S.SUBMITTING):
         if rt.rooms.held(job.slot, job.holder) or not rt.rooms.ready(job.slot):
             continue
-        reason = "lease_lapsed"
+        reason, wait = "lease_lapsed", None
         if rt.jobs.end_attempt(job, "unknown", now=rt.now()):  # the call had started: maybe a task
             reason = "outcome_unknown"
             metrics.UNKNOWN_OUTCOMES.labels(job.vendor).inc()
             log.warning("submit_outcome_unknown", job_id=job.id, attempt=job.attempt)
-        if admission.back_to_queue(rt, job, reason=reason):
+            wait = scheduling.retry_wait(job.submit_failures + 1, rt.policy.retry_waits_s)
+            if wait is None:
+                message = "the submitter died during the vendor call, and the job's retries are spent"
+                taken += finish_holding(rt, job, S.SUBMITTING, S.FAILED, code=reason, message=message)
+                continue
+        if admission.back_to_queue(rt, job, reason=reason, backoff_s=wait or 0.0, failure=wait is not None):
             metrics.RECONCILED.labels(S.SUBMITTING).inc()
             taken += 1
     return taken
