@@ -1,6 +1,7 @@
 """The scheduler's rules (SPEC §6, §7): who waits in which class, in what order a (vendor, model)
 waiting room admits, how much of a room a job may take, how a failing room degrades and recovers,
-how long a retry waits, and how often a running job is polled. Pure: `now` (float seconds), limits and plans are passed in.
+how long a retry waits, and how often a running job is polled. Pure: `now` (float seconds),
+limits and plans are passed in.
 """
 
 from __future__ import annotations

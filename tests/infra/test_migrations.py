@@ -5,6 +5,7 @@ On SQLite always, and on PostgreSQL when DATABASE_URL names one (in a database o
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -60,7 +61,8 @@ def test_every_revision_upgrades_from_empty_and_downgrades_to_empty(blank: Engin
     assert inspect(blank).get_table_names() == ["alembic_version"]
 
 
-STEPS = [("0001", "0002"), ("0002", "0003"), ("0003", "0004"), ("0004", "0005"), ("0005", "0006"), ("0006", "0007"), ("0007", "0008")]
+REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008"]
+STEPS = list(itertools.pairwise(REVISIONS))
 
 
 @pytest.mark.parametrize(("previous", "target"), STEPS, ids=[f"{p}->{t}" for p, t in STEPS])
