@@ -6,9 +6,8 @@ from typing import Any
 
 from litestar import Litestar, Request
 from litestar.di import Provide
-from litestar.openapi import OpenAPIConfig
 
-from api import errors, ops
+from api import docs, errors, ops
 from api.accounts import AuthController, create_upload, list_plans, membership
 from api.admin import AdminController
 from api.auth import current_user
@@ -70,6 +69,7 @@ def create_app(resources: Resources, *, channels: Channels | None = None) -> Lit
             ops.healthz,
             ops.readyz,
             ops.metrics_endpoint,
+            docs.assets_router(),
         ],
         dependencies={
             "resources": Provide(provide_resources, sync_to_thread=False),
@@ -80,7 +80,7 @@ def create_app(resources: Resources, *, channels: Channels | None = None) -> Lit
             "user": Provide(current_user, sync_to_thread=True),
         },
         exception_handlers=errors.HANDLERS,
-        openapi_config=OpenAPIConfig(title="genq", version="1", path="/schema"),
+        openapi_config=docs.openapi_config(),  # served whole from here: renders offline
         before_request=_clear_log_context,
         request_max_body_size=MAX_BODY_BYTES,
         debug=False,
