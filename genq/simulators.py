@@ -73,9 +73,14 @@ def start(settings: Settings, host: str = "127.0.0.1") -> Simulators:
     if settings.sim_auto_pay_s > 0:
         wxpay.configure(auto_pay_after_s=settings.sim_auto_pay_s)
         alipay.configure(auto_pay_after_s=settings.sim_auto_pay_s)
+    media = {"media_scale": settings.sim_media_scale}  # outputs as big as the vendors' unless scaled down
+    runninghub, hunyuan3d = RunningHubSim(api_keys=[rh_key]), Hunyuan3DSim(credentials={secret_id: secret_key})
+    runninghub.configure(**media)
+    hunyuan3d.configure(**media)
+    kie.configure(**media)
     handlers = {
-        "runninghub": (RunningHubSim(api_keys=[rh_key]).handle, settings.sim_runninghub_port),
-        "hunyuan3d": (Hunyuan3DSim(credentials={secret_id: secret_key}).handle, settings.sim_hunyuan3d_port),
+        "runninghub": (runninghub.handle, settings.sim_runninghub_port),
+        "hunyuan3d": (hunyuan3d.handle, settings.sim_hunyuan3d_port),
         "kie": (kie.handle, settings.sim_kie_port),
         "ci": (TencentCiSim(credentials={secret_id: secret_key}).handle, settings.sim_ci_port),
         "samples": (SampleImages().handle, settings.sim_samples_port),

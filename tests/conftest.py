@@ -44,7 +44,7 @@ from infra.resources import Resources
 from infra.serving import ServerThread
 from infra.settings import Secret, Settings
 from infra.tokens import RedisTokenCache
-from tests.support import SAMPLES, SAMPLES_PORT
+from tests.support import SAMPLES, SAMPLES_PORT, SIM_MEDIA_SCALE
 from vendors.sim.common import asgi_app
 from vendors.sim.douyin import DouyinSim
 from vendors.sim.hunyuan3d import Hunyuan3DSim
@@ -191,7 +191,7 @@ def _empty(engine: Engine) -> None:
 @pytest.fixture
 def rh_sim(base_settings: Settings) -> RunningHubSim:
     sim = RunningHubSim(api_keys=[base_settings.runninghub_api_key.reveal()], seed=7)
-    sim.configure(queued_s=0.05, running_s=0.2)
+    sim.configure(queued_s=0.05, running_s=0.2, media_scale=SIM_MEDIA_SCALE)
     return sim
 
 
@@ -199,7 +199,7 @@ def rh_sim(base_settings: Settings) -> RunningHubSim:
 def hy_sim(base_settings: Settings) -> Hunyuan3DSim:
     secret = base_settings.tencent_secret_key.reveal()
     sim = Hunyuan3DSim(credentials={base_settings.tencent_secret_id: secret}, seed=7)
-    sim.configure(queued_s=0.05, running_s=0.2)
+    sim.configure(queued_s=0.05, running_s=0.2, media_scale=SIM_MEDIA_SCALE)
     return sim
 
 
@@ -217,7 +217,7 @@ def kie_sim(base_settings: Settings, kie_callbacks: list[tuple[str, dict[str, st
         seed=7,
         deliver=lambda url, headers, body: kie_callbacks.append((url, dict(headers), body)),
     )
-    sim.configure(waiting_s=0.05, queuing_s=0.05, generating_s=0.2)
+    sim.configure(waiting_s=0.05, queuing_s=0.05, generating_s=0.2, media_scale=SIM_MEDIA_SCALE)
     return sim
 
 

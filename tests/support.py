@@ -23,6 +23,9 @@ SAMPLES_PORT = free_port()
 SAMPLES = f"http://127.0.0.1:{SAMPLES_PORT}/samples"
 GARMENT = f"{SAMPLES}/garment.png"
 POSE12_INPUT = {"image_url": GARMENT, "scene": "street", "category": "dress"}
+# The simulators' outputs (photos, videos, 3D models) at a tenth of the vendors' size and length:
+# real files, made in milliseconds. Tests of the full sizes set `media_scale` 1 themselves.
+SIM_MEDIA_SCALE = 0.1
 
 
 def wait_for(probe: Callable[[], T | None], *, timeout_s: float = 20.0, what: str = "condition") -> T:

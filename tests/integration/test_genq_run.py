@@ -10,6 +10,7 @@ import io
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -76,6 +77,11 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
 
 
 @pytest.fixture
+def embedded_stack(tmp_path: Path) -> Iterator[Stack]:
+    yield from _run_stack(tmp_path, external=False)
+
+
+@pytest.fixture
 def audited_stack(tmp_path: Path) -> Iterator[Stack]:
     yield from _run_stack(tmp_path, external=False, AUDIT_ENABLED="true")
 
@@ -107,6 +113,7 @@ def _run_stack(tmp_path: Path, *, external: bool, **extra: str) -> Iterator[Stac
         "EMBEDDED_S3_PORT": str(free_port()),
         "POLL_SCHEDULE_IMAGE": "0:0.3",
         "SIM_AUTO_PAY_S": "0.5",
+        "SIM_MEDIA_SCALE": "0.1",  # real files, small: the full sizes have tests of their own
         "LOG_FORMAT": "json",
         **extra,
     }
@@ -135,7 +142,7 @@ def _read_banner(proc: subprocess.Popen[str], timeout_s: float = 120) -> dict[st
 
 
 def _ours_alive(var_dir: Path) -> list[int]:
-    """Processes whose command line or environment names this run's var dir."""
+    """Processes whose command line, environment or working directory names this run's var dir."""
     alive = []
     marker = str(var_dir.resolve()).encode()
     for entry in Path("/proc").iterdir():
@@ -143,6 +150,7 @@ def _ours_alive(var_dir: Path) -> list[int]:
             continue
         try:
             blob = (entry / "cmdline").read_bytes() + (entry / "environ").read_bytes()
+            blob += os.readlink(entry / "cwd").encode()  # redis-server overwrites its cmdline and environ
         except OSError:
             continue
         if marker in blob:
@@ -258,3 +266,35 @@ def test_make_run_logs_in_by_sms_and_pays_orders_by_itself(stack: Stack) -> None
     assert member["member"] is True and member["credits"] == 200
     stack.proc.send_signal(signal.SIGINT)
     assert stack.proc.wait(timeout=60) == 0
+
+
+def test_after_a_sigkill_to_genq_run_none_of_its_processes_or_ports_is_left(embedded_stack: Stack) -> None:
+    """The children notice their parent is gone: the pools, the API and the embedded Redis all end."""
+    stack = embedded_stack  # embedded Redis and S3, every simulator
+    ports = [int(value) for name, value in stack.env.items() if name.endswith("_PORT")]
+    assert _ours_alive(stack.var_dir) and any(_listening(port) for port in ports)
+
+    stack.proc.kill()
+    stack.proc.wait()
+
+    def nothing_left() -> bool:
+        return not _ours_alive(stack.var_dir) and not any(_listening(port) for port in ports)
+
+    deadline = time.monotonic() + 10
+    while not nothing_left():
+        alive = {pid: _command(pid) for pid in _ours_alive(stack.var_dir)}
+        assert time.monotonic() < deadline, f"left behind: {alive}, ports {[p for p in ports if _listening(p)]}"
+        time.sleep(0.1)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _command(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:120]
+    except OSError:
+        return "(gone)"

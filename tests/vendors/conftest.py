@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.support import SIM_MEDIA_SCALE
 from vendors.runninghub import AppRun, NodeValue, RunningHubClient
 from vendors.sim.runninghub import RunningHubSim
 
@@ -39,7 +40,9 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def sim(clock: FakeClock) -> RunningHubSim:
-    return RunningHubSim(api_keys=[API_KEY], clock=clock, seed=7)
+    sim = RunningHubSim(api_keys=[API_KEY], clock=clock, seed=7)
+    sim.configure(media_scale=SIM_MEDIA_SCALE)
+    return sim
 
 
 @pytest.fixture
@@ -75,7 +78,9 @@ TENCENT_SECRET_KEY = "simSK7Hq2Lw9Zx4Vb6Nm1Pk8Rt3Ys5Uc0Ae"
 
 @pytest.fixture
 def h3d_sim(clock: FakeClock) -> Hunyuan3DSim:
-    return Hunyuan3DSim(credentials={TENCENT_SECRET_ID: TENCENT_SECRET_KEY}, clock=clock, seed=7)
+    sim = Hunyuan3DSim(credentials={TENCENT_SECRET_ID: TENCENT_SECRET_KEY}, clock=clock, seed=7)
+    sim.configure(media_scale=SIM_MEDIA_SCALE)
+    return sim
 
 
 @pytest.fixture

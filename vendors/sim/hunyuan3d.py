@@ -9,8 +9,10 @@ injected clock. Like the real API it never dedupes: every accepted Submit is a n
 core's `lost_answer_rate` knob, keyed by action, loses an answer after the action ran). A JobId
 lives `job_expiry_s`; after that a Query answers `expired_code`.
 
-Results are small but valid files (a one-triangle glTF 2.0 binary, a zip of .obj + .mtl, a PNG
-preview, and STL/USDZ/FBX/MP4 on request) served under `/__sim/files/{JobId}/{name}` through
+Results are one simple model of the vendor's weight (`vendors.sim.meshes`: a GLB of a few MB, a
+zip of .obj + .mtl, a rendered PNG preview; shape and colour follow the prompt or image, detail
+follows `media_scale`), made when first downloaded and kept by input, plus small but valid
+STL/USDZ/FBX/MP4 files on request, served under `/__sim/files/{JobId}/{name}` through
 COS-shaped presigned links (`q-sign-algorithm=sha1&...`) that expire after `result_url_ttl_s`.
 The admin surface is `/__sim/...` (vendors.sim.common). One lock (the core's) guards all state.
 """
@@ -23,7 +25,6 @@ import dataclasses
 import hashlib
 import hmac
 import io
-import json
 import math
 import re
 import secrets
@@ -38,6 +39,7 @@ from typing import Final
 import httpx
 from PIL import Image
 
+from vendors.sim import meshes
 from vendors.sim.common import (
     Call,
     SimTask,
@@ -49,9 +51,9 @@ from vendors.sim.common import (
     force_timeline,
     mask_key,
     max_overlap,
-    png_bytes,
     roll,
 )
+from vendors.sim.media import CACHE, check_scale, scaled
 from vendors.sim.tencent_cloud import (
     ActionCall,
     TencentCloudError,
@@ -101,12 +103,14 @@ class Hunyuan3DKnobs:
     job_expiry_s: float = 24 * 3600.0
     expired_code: str = "ResourceNotFound"  # [?] what a Query of an expired JobId answers
     result_url_ttl_s: float = 24 * 3600.0
+    media_scale: float = 1.0  # model detail and preview size: 1 = a vendor's (a GLB of a few MB)
 
     def __post_init__(self) -> None:
         for name in ("pro_concurrency", "rapid_concurrency", "queued_s", "running_s", "job_expiry_s"):
             check_non_negative(name, getattr(self, name))
         check_non_negative("result_url_ttl_s", self.result_url_ttl_s)
         check_rate("job_fail_rate", self.job_fail_rate)
+        check_scale(self.media_scale)
         for name in ("job_fail_code", "expired_code"):
             if not isinstance(getattr(self, name), str) or not re.fullmatch(r"[A-Za-z][\w.]*", getattr(self, name)):
                 raise ValueError(f"{name} must be a Tencent error code, got {getattr(self, name)!r}")
@@ -125,6 +129,7 @@ class _Job:
     fate: str
     formats: tuple[str, ...]  # File3D types, e.g. ("GLB", "OBJ")
     credits: tuple[tuple[str, float], ...]
+    subject: str = ""  # what the model is of: the prompt, or the image (its URL or a hash)
     expired_at: float = math.inf
 
     def gone_at(self, expiry_s: float) -> float:
@@ -296,6 +301,7 @@ class Hunyuan3DSim:
             fate="fail" if fail else "success",
             formats=formats,
             credits=credits,
+            subject=_subject(call.params),
         )
         self._jobs[job.job_id] = job
         return {"JobId": job.job_id}
@@ -358,8 +364,15 @@ class Hunyuan3DSim:
             request.url, now=now, secret_id=self._cos_id, key=self._cos_key
         ):
             return _cos_error(403, "AccessDenied", "Request has expired or its signature does not match.")
-        content_type, build = CONTENT_BY_NAME[file_name]
-        return file_response(request, build(job.job_id), content_type)
+        content_type = CONTENT_TYPES[file_name]
+        return file_response(request, self._content(job, file_name), content_type)
+
+    def _content(self, job: _Job, name: str) -> bytes:
+        """The model's files come from its subject and detail, made once (`vendors.sim.media.CACHE`)."""
+        if name not in MODEL_FILES:
+            return STUBS[name](job.job_id)
+        scale = self._knobs.media_scale
+        return CACHE.get(("hunyuan3d", name, job.subject, scale), lambda: model_file(name, job.subject, scale))
 
 
 # --- validation (VENDORS.md §2.2) -------------------------------------------------------------------
@@ -462,6 +475,15 @@ def _check_image(field: str, b64: str, *, formats: tuple[str, ...], inclusive: b
     return len(raw)
 
 
+def _subject(params: Mapping[str, object]) -> str:
+    """What the model is of, to shape and colour it: the prompt, else the image."""
+    if params.get("Prompt"):
+        return str(params["Prompt"])
+    if params.get("ImageUrl"):
+        return f"image {params['ImageUrl']}"
+    return "image " + hashlib.sha256(str(params.get("ImageBase64", "")).encode()).hexdigest()[:16]
+
+
 def _pro_credits(params: Mapping[str, object]) -> tuple[tuple[str, float], ...]:
     """Plausible `ResultCreditDetails` items (VENDORS.md §2.5: estimates, not authoritative)."""
     generate = str(params.get("GenerateType", "Normal"))
@@ -510,48 +532,22 @@ def _cos_error(status: int, code: str, message: str) -> httpx.Response:
     return httpx.Response(status, headers={"Content-Type": "application/xml"}, text=body)
 
 
+# --- the model's files -------------------------------------------------------------------------
+
+
+def model_file(name: str, subject: str, scale: float) -> bytes:
+    """`model.glb`, `model_obj.zip` or `preview.png` of `subject` at `scale` of a vendor's detail."""
+    if name == PREVIEW_NAME:
+        coarse = meshes.vase(subject, min(48, scaled(meshes.DETAIL, scale, minimum=8)))
+        return meshes.preview(coarse, scaled(meshes.PREVIEW_SIDE, scale, minimum=64), subject)
+    mesh = meshes.vase(subject, scaled(meshes.DETAIL, scale, minimum=8))
+    return meshes.glb(mesh, subject[:64]) if name == "model.glb" else meshes.obj_zip(mesh, subject[:64])
+
+
 # --- small but valid artifacts (VENDORS.md §11.1) --------------------------------------------------
 
 _ZIP_TIME: Final = (2025, 5, 13, 0, 0, 0)
 _TRIANGLE: Final = (0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
-
-
-@lru_cache(maxsize=256)
-def glb_bytes(label: str) -> bytes:
-    """A glTF 2.0 binary: 12-byte header, a JSON chunk and a BIN chunk holding one triangle."""
-    positions = struct.pack("<9f", *_TRIANGLE)
-    gltf = {
-        "asset": {"version": "2.0", "generator": "genq hunyuan3d simulator"},
-        "scene": 0,
-        "scenes": [{"nodes": [0]}],
-        "nodes": [{"mesh": 0, "name": label}],
-        "meshes": [{"primitives": [{"attributes": {"POSITION": 0}}]}],
-        "buffers": [{"byteLength": len(positions)}],
-        "bufferViews": [{"buffer": 0, "byteOffset": 0, "byteLength": len(positions), "target": 34962}],
-        "accessors": [
-            {"bufferView": 0, "componentType": 5126, "count": 3, "type": "VEC3", "min": [0, 0, 0], "max": [1, 1, 0]}
-        ],
-    }
-    document = json.dumps(gltf, separators=(",", ":")).encode()
-    document += b" " * (-len(document) % 4)  # chunks are 4-byte aligned; JSON pads with spaces
-    chunks = struct.pack("<I4s", len(document), b"JSON") + document
-    chunks += struct.pack("<I4s", len(positions), b"BIN\x00") + positions
-    return struct.pack("<4sII", b"glTF", 2, 12 + len(chunks)) + chunks
-
-
-@lru_cache(maxsize=256)
-def obj_zip_bytes(label: str) -> bytes:
-    """The OBJ result as ai3d ships it: a zip of `model.obj` + `model.mtl`."""
-    obj = (
-        f"# genq hunyuan3d simulator {label}\nmtllib model.mtl\no model\n"
-        "v 0 0 0\nv 1 0 0\nv 0 1 0\nvn 0 0 1\nusemtl default\nf 1//1 2//1 3//1\n"
-    )
-    mtl = "newmtl default\nKa 0 0 0\nKd 0.8 0.8 0.8\nKs 0 0 0\nd 1\n"
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, text in (("model.obj", obj), ("model.mtl", mtl)):
-            archive.writestr(zipfile.ZipInfo(name, _ZIP_TIME), text)
-    return buffer.getvalue()
 
 
 @lru_cache(maxsize=256)
@@ -605,21 +601,22 @@ def mp4_bytes(label: str) -> bytes:
     return box(b"ftyp", b"isom" + struct.pack(">I", 512) + b"isomiso2mp41") + box(b"moov", box(b"mvhd", mvhd)) + note
 
 
-def preview_bytes(label: str) -> bytes:
-    return png_bytes(f"hunyuan3d/{label}", 64)
-
-
 PREVIEW_NAME: Final = "preview.png"
-ARTIFACTS: Final[Mapping[str, tuple[str, str, Callable[[str], bytes]]]] = {
-    "GLB": ("model.glb", "model/gltf-binary", glb_bytes),
-    "OBJ": ("model_obj.zip", "application/zip", obj_zip_bytes),
-    "STL": ("model.stl", "model/stl", stl_bytes),
-    "USDZ": ("model.usdz", "model/vnd.usdz+zip", usdz_bytes),
-    "FBX": ("model.fbx", "application/octet-stream", fbx_bytes),
-    "MP4": ("model.mp4", "video/mp4", mp4_bytes),
+ARTIFACTS: Final[Mapping[str, tuple[str, str]]] = {
+    "GLB": ("model.glb", "model/gltf-binary"),
+    "OBJ": ("model_obj.zip", "application/zip"),
+    "STL": ("model.stl", "model/stl"),
+    "USDZ": ("model.usdz", "model/vnd.usdz+zip"),
+    "FBX": ("model.fbx", "application/octet-stream"),
+    "MP4": ("model.mp4", "video/mp4"),
 }
-"""`File3D.Type` -> (file name, content type, builder of its bytes from the JobId)."""
-CONTENT_BY_NAME: Final[Mapping[str, tuple[str, Callable[[str], bytes]]]] = {
-    **{name: (content_type, build) for name, content_type, build in ARTIFACTS.values()},
-    PREVIEW_NAME: ("image/png", preview_bytes),
+"""`File3D.Type` -> (file name, content type)."""
+CONTENT_TYPES: Final[Mapping[str, str]] = {**dict(ARTIFACTS.values()), PREVIEW_NAME: "image/png"}
+MODEL_FILES: Final = frozenset({"model.glb", "model_obj.zip", PREVIEW_NAME})
+STUBS: Final[Mapping[str, Callable[[str], bytes]]] = {
+    "model.stl": stl_bytes,
+    "model.usdz": usdz_bytes,
+    "model.fbx": fbx_bytes,
+    "model.mp4": mp4_bytes,
 }
+"""The other formats, small but valid, from the JobId."""

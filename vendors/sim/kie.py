@@ -14,11 +14,11 @@ tests call it after moving the clock. When served on loopback, `start_ticker()` 
 from a daemon thread until `stop_ticker()`. The default `deliver` POSTs from a background thread;
 a failed delivery is lost (no retry schedule is simulated).
 
-The result video is the fixture `fixtures/kie_sample.mp4` (1 s, 64x64, 8 frames, H.264, 1.9 KB,
-`moov` before `mdat`). Nothing in the project can encode video: it was made once, outside the
-project venv, with PyAV (`python3 -m venv /tmp/mkmp4 && /tmp/mkmp4/bin/pip install av`): libx264
-`preset=veryslow crf=35 pix_fmt=yuv420p` at 8 fps over 8 synthetic gradient frames, muxed with
-`movflags=+faststart`.
+The result video is an H.264 MP4 of the task's variant (`vendors.sim.video`), made when it is
+first downloaded and kept by variant and input: 720p is 720x1280 and 1080p (`size` high) is
+1080x1920 in the default portrait orientation (1280x720, 1920x1080 with `aspect_ratio`
+landscape), as long as `n_frames` says, with the prompt written in and the reference image (if
+it can be fetched) shown. `media_scale` scales frame size and length (1: the vendor's).
 """
 
 from __future__ import annotations
@@ -35,10 +35,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Final
 
 import httpx
+from PIL import Image
 
 from vendors.sim.common import (
     FAILURE_KINDS,
@@ -60,9 +60,10 @@ from vendors.sim.common import (
     signature_ok,
     signed_url,
 )
+from vendors.sim.media import CACHE, check_scale, fetch_bytes, open_image, scaled
 from vendors.sim.outbox import Deliver, Outbox, Ticker, background_poster, copies
+from vendors.sim.video import mp4
 
-FIXTURE_MP4: Final = Path(__file__).parent / "fixtures" / "kie_sample.mp4"
 CREATE_PATH: Final = "/api/v1/jobs/createTask"
 RECORD_PATH: Final = "/api/v1/jobs/recordInfo"
 MODELS: Final[Mapping[str, tuple[bool, bool]]] = {
@@ -117,6 +118,7 @@ class KieKnobs:
     callback_duplicates: int = 0  # extra identical copies of each callback
     callback_bad_signature_rate: float = 0.0  # per copy
     clock_offset_s: float = 0.0  # added to `X-Webhook-Timestamp` (stale-timestamp tests)
+    media_scale: float = 1.0  # result size: 1 = the vendor's frame size and length
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -132,6 +134,7 @@ class KieKnobs:
                 check_non_negative(name, getattr(self, name))
         if self.failure_kind not in FAILURE_KINDS:
             raise ValueError(f"failure_kind must be one of {sorted(FAILURE_KINDS)}")
+        check_scale(self.media_scale)
         for key, phases in self.durations.items():
             if len(key.split("/")) != 3 or not isinstance(phases, Mapping) or not set(phases) <= set(_PHASES):
                 raise ValueError(f"durations[{key!r}] must be 'model/size/n_frames' -> {{{', '.join(_PHASES)}}}")
@@ -233,13 +236,14 @@ class KieSim(SimulatorBase[KieKnobs]):
         clock: Callable[[], float] = time.time,
         seed: int | None = None,
         deliver: Deliver | None = None,
+        fetch: Callable[[str], bytes | None] = fetch_bytes,
     ) -> None:
         super().__init__(KieKnobs(seed=seed))
         self._keys = frozenset(api_keys)
         self._hmac_key = hmac_key
         self._clock = clock
         self._secret = secrets.token_bytes(16)
-        self._video = FIXTURE_MP4.read_bytes()
+        self._fetch = fetch
         self._tasks: dict[str, _Task] = {}
         self._last_ms: dict[str, int] = {}
         self._hits: dict[str, deque[float]] = {}
@@ -523,7 +527,22 @@ class KieSim(SimulatorBase[KieKnobs]):
         signed = "Signature" in request.url.params or "Expires" in request.url.params
         if signed and not signature_ok(request.url, now=now, secret=self._secret):
             return json_response({"error": "AccessDenied"}, status=403)
-        return file_response(request, self._video, "video/mp4")
+        return file_response(request, self._video(json.loads(task.param)), "video/mp4")
+
+    def _video(self, body: Mapping[str, object]) -> bytes:
+        """The clip a createTask body asks for, made on first download (`vendors.sim.media.CACHE`)."""
+        params, scale = _input(body), self._knobs.media_scale
+        width, height = frame_size(str(body.get("model")), params)
+        width, height = scaled(width, scale, even=True), scaled(height, scale, even=True)
+        seconds = int(str(params.get("n_frames", "10"))) * scale
+        prompt = str(params.get("prompt", ""))
+        urls = params.get("image_urls")
+        image_url = str(urls[0]) if isinstance(urls, list) and urls else ""
+        key = ("kie", width, height, seconds, prompt, image_url)
+        return CACHE.get(key, lambda: mp4(width, height, seconds, prompt, self._reference(image_url)))
+
+    def _reference(self, url: str) -> Image.Image | None:
+        return open_image(self._fetch(url)) if url else None
 
 
 # --- wire helpers ---------------------------------------------------------------------------------
@@ -552,6 +571,13 @@ def _invalid(body: Mapping[str, object]) -> str:
          "must be a URL"),
     )  # fmt: skip
     return next((f"{name}: {rule}" for name, ok, rule in checks if not ok), "")
+
+
+def frame_size(model: str, params: Mapping[str, object]) -> tuple[int, int]:
+    """(width, height) of a variant: 1080p for a pro model with `size` high, else 720p; portrait
+    unless `aspect_ratio` is landscape [I: KIE states no pixel sizes; portrait is its default]."""
+    short, long = (1080, 1920) if model.startswith("sora-2-pro") and params.get("size") == "high" else (720, 1280)
+    return (long, short) if params.get("aspect_ratio") == "landscape" else (short, long)
 
 
 def _input(body: Mapping[str, object]) -> Mapping[str, object]:

@@ -6,6 +6,11 @@ clock instead of sleeping); each task's fate is fixed when it is accepted. Like 
 never dedupes: every accepted run is a new task, whatever `X-Request-Id` says, and
 `created_tasks()` lists them all (orphans of lost answers included). The admin surface lives
 under `/__sim/` only. One lock guards all state; the object is safe to share between threads.
+
+Outputs are the model photos `vendors.sim.photos` makes from the task's inputs: the garment at
+the first http(s) URL among the node values (fetched when a photo is first downloaded; a drawn
+dress when there is none or it cannot be fetched), in the scene and of the category the other
+values (the prompt) name. `media_scale` sizes them (1: the vendor's 1024x1536).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import json
 import math
 import re
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -22,7 +28,9 @@ from pathlib import Path
 from typing import Final
 
 import httpx
+from PIL import Image
 
+from vendors.sim import photos
 from vendors.sim.common import (
     FAILURE_KINDS,
     Call,
@@ -39,12 +47,13 @@ from vendors.sim.common import (
     mask_key,
     max_overlap,
     parse_body,
-    png_bytes,
     roll,
     scrub_body,
     signature_ok,
     signed_url,
 )
+from vendors.sim.media import CACHE, check_scale, fetch_bytes, open_image
+from vendors.sim.samples import garment_photo
 
 FIXTURE: Final = Path(__file__).parent / "fixtures" / "runninghub_apps.json"
 UPLOAD_LIMIT: Final = 30 * 1024 * 1024
@@ -79,6 +88,7 @@ class RunningHubKnobs:
     job_expiry_s: float = 24 * 3600.0  # after acceptance: outputs/status answer 807
     result_url_ttl_s: float = 3600.0  # `Expires=` of output URLs
     output_count: int | None = None  # overrides the fixture's count
+    media_scale: float = 1.0  # output size: 1 = the vendor's (1024x1536 photos)
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -94,6 +104,7 @@ class RunningHubKnobs:
             raise ValueError("reject_code must be 421 or 415")
         if self.output_count is not None:
             check_non_negative("output_count", self.output_count)
+        check_scale(self.media_scale)
 
 
 @dataclass(frozen=True)
@@ -128,6 +139,7 @@ class _Task:
     fate: str
     outputs: int
     webhook_url: str | None
+    values: tuple[str, ...] = ()  # the node values it was run with: the outputs derive from them
     expired_at: float = math.inf
 
     def end(self, expiry_s: float) -> float:
@@ -171,9 +183,13 @@ class RunningHubSim(SimulatorBase[RunningHubKnobs]):
         apps_path: Path | None = None,
         clock: Callable[[], float] = time.time,
         seed: int | None = None,
+        fetch: Callable[[str], bytes | None] = fetch_bytes,
     ) -> None:
         super().__init__(RunningHubKnobs(seed=seed))
         self._keys = frozenset(api_keys)
+        self._fetch = fetch
+        self._garments: dict[str, Image.Image] = {}  # input URL -> the garment cut out of it
+        self._garment_lock = threading.Lock()  # not the sim's lock: a fetch must not stall the API
         self._apps = load_apps(apps_path or FIXTURE)
         self._clock = clock
         self._secret = secrets.token_bytes(16)
@@ -304,6 +320,7 @@ class RunningHubSim(SimulatorBase[RunningHubKnobs]):
             fate=self._fate(values),
             outputs=outputs if knobs.output_count is None else knobs.output_count,
             webhook_url=_opt_str(req.body.get("webhookUrl")),
+            values=tuple(values),
         )
         self._tasks[task.task_id] = task
         return 0, _created(task, req)
@@ -415,7 +432,32 @@ class RunningHubSim(SimulatorBase[RunningHubKnobs]):
         signed = "Signature" in request.url.params or "Expires" in request.url.params
         if signed and not signature_ok(request.url, now=now, secret=self._secret):
             return json_response({"error": "AccessDenied"}, status=403)
-        return file_response(request, png_bytes(name), "image/png")
+        return file_response(request, self._photo(task, int(match.group(2))), "image/png")
+
+    def _photo(self, task: _Task, index: int) -> bytes:
+        """Made on first download, then kept by what it depends on (`vendors.sim.media.CACHE`)."""
+        url = next((value for value in task.values if value.startswith(("http://", "https://"))), "")
+        prompt = " ".join(value for value in task.values if value != url)
+        scene, category, scale = photos.scene_of(prompt), photos.category_of(prompt), self._knobs.media_scale
+        key = ("runninghub", url, prompt, index % len(photos.POSES), scale)
+        return CACHE.get(
+            key,
+            lambda: photos.pose_photo(
+                self._garment(url), scene=scene, category=category, index=index, scale=scale, prompt=prompt
+            ),
+        )
+
+    def _garment(self, url: str) -> Image.Image:
+        """The garment at `url`, cut out; fetched once however many photos ask for it at once."""
+        with self._garment_lock:
+            known = self._garments.get(url)
+            if known is None:
+                image = open_image(self._fetch(url)) if url else None
+                known = photos.cut_out(image if image is not None else garment_photo("dress", 512))
+                if len(self._garments) >= 16:
+                    self._garments.pop(next(iter(self._garments)))
+                self._garments[url] = known
+            return known
 
 
 # --- wire helpers ---------------------------------------------------------------------------------

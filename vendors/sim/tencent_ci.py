@@ -248,10 +248,9 @@ def cut_out(content: bytes, *, center: bool, padding: tuple[int, int] | None, to
     size; `padding` (dx, dy) makes the canvas the box plus those margins on each side [I]."""
     try:
         with Image.open(io.BytesIO(content)) as image:
-            rgba = image.convert("RGBA")
+            rgba = matte(image, tolerance)
     except (OSError, Image.DecompressionBombError):  # UnidentifiedImageError is an OSError
         raise _refuse(400, "InvalidImageFormat", "The input is not a supported image.") from None
-    rgba.putalpha(ImageChops.darker(rgba.getchannel("A"), _foreground_mask(rgba, tolerance)))
     box = rgba.getchannel("A").getbbox()
     if box is not None and (center or padding is not None):
         product = rgba.crop(box)
@@ -262,6 +261,13 @@ def cut_out(content: bytes, *, center: bool, padding: tuple[int, int] | None, to
     out = io.BytesIO()
     rgba.save(out, format="PNG")
     return out.getvalue()
+
+
+def matte(image: Image.Image, tolerance: int) -> Image.Image:
+    """`image` as RGBA, transparent wherever it is within `tolerance` of its border's colour."""
+    rgba = image.convert("RGBA")
+    rgba.putalpha(ImageChops.darker(rgba.getchannel("A"), _foreground_mask(rgba, tolerance)))
+    return rgba
 
 
 def _foreground_mask(rgba: Image.Image, tolerance: int) -> Image.Image:
