@@ -27,6 +27,7 @@ STATUS_BY_CODE = {
     "not_found": 404,
     "conflict": 409,
     "too_late": 409,
+    "unsupported_media_type": 415,
     "illegal_transition": 409,
 }
 

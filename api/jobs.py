@@ -14,7 +14,9 @@ import anyio
 import anyio.to_thread
 import msgspec
 from litestar import Controller, Request, Response, get, post
+from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
+from litestar.handlers import BaseRouteHandler
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_202_ACCEPTED
 
@@ -22,7 +24,7 @@ from api.accounts import client_ip, limit
 from api.auth import CurrentUser
 from api.inputs import Images, JobIn, request_hash, validated_input
 from domain import scheduling
-from domain.errors import Conflict, NotFound, TooLate
+from domain.errors import Conflict, NotFound, TooLate, UnsupportedMediaType
 from domain.jobs import RETRYABLE, Job, JobKind, JobStatus
 from domain.pricing import PriceList
 from domain.routing import route
@@ -152,11 +154,18 @@ User = NamedDependency[CurrentUser]
 Res = NamedDependency[Resources]
 
 
+def json_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """A guard (it runs before the body is read): a body in another format is 415, not a parse error."""
+    media_type = connection.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise UnsupportedMediaType(f"send the body as application/json, not {media_type or 'no content type'}")
+
+
 class JobsController(Controller):
     path = "/v1/jobs"
     tags = ["jobs"]
 
-    @post("/", status_code=HTTP_202_ACCEPTED)
+    @post("/", status_code=HTTP_202_ACCEPTED, guards=[json_only])
     async def create_job(
         self,
         data: JSONBody[JobIn],

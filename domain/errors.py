@@ -50,6 +50,12 @@ class TooLate(Conflict):
     code = "too_late"
 
 
+class UnsupportedMediaType(DomainError):
+    """The body is not in a format this endpoint reads (it reads JSON)."""
+
+    code = "unsupported_media_type"
+
+
 class Unauthorized(DomainError):
     code = "unauthorized"
 

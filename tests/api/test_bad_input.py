@@ -114,3 +114,14 @@ def test_a_nul_in_a_search_is_never_a_500(api: Client, resources: Resources, pat
 
     assert resp.status_code in (200, 400), resp.text
     assert resp.status_code == 200 or error_of(resp)["code"] == "bad_request"
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_a_job_body_that_is_not_json_is_415(api: Client, resources: Resources, content_type: str | None) -> None:
+    user = make_user(resources, credits=1)
+    headers = {**auth(user), **({"Content-Type": content_type} if content_type else {})}
+
+    resp = api.post("/v1/jobs", content=b'{"kind": "basic_clean", "input": {}}', headers=headers)
+
+    assert resp.status_code == 415 and error_of(resp)["code"] == "unsupported_media_type"
+    assert resources.accounts.balance(user.user_id) == 1
