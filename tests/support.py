@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+import httpx
 from sqlalchemy import update
 
 from domain.jobs import Job
@@ -65,3 +67,22 @@ def auth(user: NewUser) -> dict[str, str]:
 
 def pose12_body(**changes: Any) -> dict[str, Any]:
     return {"kind": "model_pose12", "input": {**POSE12_INPUT, **changes}}
+
+
+class HeldCall:
+    """A transport in front of `handle` that holds the first request `matches` picks until
+    `release()`: a vendor slow to answer one call. `started` is set once that call has arrived."""
+
+    def __init__(self, handle: Callable[[httpx.Request], httpx.Response], matches: Callable[[str], bool]) -> None:
+        self.started, self._released = threading.Event(), threading.Event()
+        self._handle, self._matches = handle, matches
+        self.transport = httpx.MockTransport(self._serve)
+
+    def release(self) -> None:
+        self._released.set()
+
+    def _serve(self, request: httpx.Request) -> httpx.Response:
+        if self._matches(request.url.path) and not self.started.is_set():
+            self.started.set()
+            self._released.wait(30)
+        return self._handle(request)

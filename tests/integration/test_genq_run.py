@@ -26,6 +26,7 @@ from PIL import Image
 
 from infra.embedded import free_port
 from infra.settings import Settings
+from tests.support import wait_for
 
 SERVICE_VARS = ("DATABASE_URL", "REDIS_URL", "S3_ENDPOINT_URL")
 VENDOR_PREFIXES = (
@@ -280,11 +281,11 @@ def test_after_a_sigkill_to_genq_run_none_of_its_processes_or_ports_is_left(embe
     def nothing_left() -> bool:
         return not _ours_alive(stack.var_dir) and not any(_listening(port) for port in ports)
 
-    deadline = time.monotonic() + 10
-    while not nothing_left():
+    try:
+        wait_for(nothing_left, timeout_s=10, what="every process and port of genq run to be gone")
+    except AssertionError:
         alive = {pid: _command(pid) for pid in _ours_alive(stack.var_dir)}
-        assert time.monotonic() < deadline, f"left behind: {alive}, ports {[p for p in ports if _listening(p)]}"
-        time.sleep(0.1)
+        raise AssertionError(f"left behind: {alive}, ports {[p for p in ports if _listening(p)]}") from None
 
 
 def _listening(port: int) -> bool:

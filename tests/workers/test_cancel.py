@@ -3,7 +3,6 @@ be and gives its slot to the next job; an archiving or finished job is too late.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import dramatiq
@@ -13,7 +12,7 @@ from litestar.testing import TestClient
 
 from domain.jobs import JobStatus
 from infra.resources import Resources
-from tests.support import auth, make_user, pose12_body, terminal_job, wait_for
+from tests.support import HeldCall, auth, make_user, pose12_body, terminal_job, wait_for
 from vendors.sim.runninghub import RunningHubSim
 from workers.boot import vendor_clients
 from workers.runtime import Policy, Runtime
@@ -77,21 +76,14 @@ def test_a_job_cancelled_while_its_submit_runs_has_the_task_cancelled_and_frees_
     runtime_: Runtime,
     sims: httpx.MockTransport,
 ) -> None:
-    calling, answer = threading.Event(), threading.Event()
-
-    def slow_submit(request: httpx.Request) -> httpx.Response:
-        if request.url.path.endswith("/ai-app/run") and not calling.is_set():
-            calling.set()
-            answer.wait(30)
-        return sims.handle_request(request)
-
-    runtime_.vendors = vendor_clients(resources.settings, resources.jobs, transport=httpx.MockTransport(slow_submit))
+    submit = HeldCall(sims.handle_request, lambda path: path.endswith("/ai-app/run"))
+    runtime_.vendors = vendor_clients(resources.settings, resources.jobs, transport=submit.transport)
     user = make_user(resources, credits=1)
     job_id = post(api, user)
-    assert calling.wait(30)
+    assert submit.started.wait(30)
 
     resp = api.post(f"/v1/jobs/{job_id}/cancel", headers=auth(user))
-    answer.set()
+    submit.release()
     wait_for(lambda: resources.rooms.in_flight(ROOM) == 0, what="the slot to come back")
     worker.join()
 
@@ -105,21 +97,14 @@ def test_a_job_cancelled_while_its_submit_runs_has_the_task_cancelled_and_frees_
 def test_too_late_while_archiving_and_a_conflict_once_finished(
     api: Client, resources: Resources, worker: dramatiq.Worker, rh_sim: RunningHubSim, runtime_: Runtime
 ) -> None:
-    copying, go_on = threading.Event(), threading.Event()
-
-    def slow_download(request: httpx.Request) -> httpx.Response:
-        if not copying.is_set():
-            copying.set()
-            go_on.wait(30)
-        return rh_sim.handle(request)
-
-    runtime_.downloads = httpx.Client(transport=httpx.MockTransport(slow_download))
+    copy = HeldCall(rh_sim.handle, lambda _: True)
+    runtime_.downloads = httpx.Client(transport=copy.transport)
     user = make_user(resources, credits=1)
     job_id = post(api, user)
-    assert copying.wait(30)
+    assert copy.started.wait(30)
 
     archiving = api.post(f"/v1/jobs/{job_id}/cancel", headers=auth(user))
-    go_on.set()
+    copy.release()
     terminal_job(resources, job_id)
     finished = api.post(f"/v1/jobs/{job_id}/cancel", headers=auth(user))
 

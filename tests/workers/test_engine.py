@@ -4,7 +4,6 @@ per attempt, and stale messages that do nothing. Real Redis broker, database, S3
 from __future__ import annotations
 
 import dataclasses
-import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -17,7 +16,7 @@ from litestar.testing import TestClient
 
 from domain.jobs import JobStatus
 from infra.resources import Resources
-from tests.support import auth, make_user, pose12_body, terminal_job, wait_for
+from tests.support import HeldCall, auth, make_user, pose12_body, terminal_job, wait_for
 from vendors.sim.kie import KieSim
 from vendors.sim.runninghub import RunningHubSim
 from workers import archiving, maintenance, polling
@@ -179,25 +178,16 @@ def test_a_task_accepted_after_its_job_was_taken_back_is_cancelled_at_the_vendor
     runtime_: Runtime,
     sims: httpx.MockTransport,
 ) -> None:
-    calling, let_it_answer = threading.Event(), threading.Event()
-
-    def slow_first_submit(request: httpx.Request) -> httpx.Response:
-        if request.url.path.endswith("/ai-app/run") and not calling.is_set():
-            calling.set()
-            let_it_answer.wait(30)  # the vendor is slow to answer the first submit...
-        return sims.handle_request(request)
-
-    runtime_.vendors = vendor_clients(
-        resources.settings, resources.jobs, transport=httpx.MockTransport(slow_first_submit)
-    )
+    submit = HeldCall(sims.handle_request, lambda path: path.endswith("/ai-app/run"))  # the vendor is slow...
+    runtime_.vendors = vendor_clients(resources.settings, resources.jobs, transport=submit.transport)
     user = make_user(resources, credits=1)
     job_id = api.post("/v1/jobs", json=pose12_body(), headers=auth(user)).json()["id"]
-    assert calling.wait(30)
+    assert submit.started.wait(30)
 
     stuck = resources.jobs.get(job_id)
     assert stuck is not None and resources.rooms.release(stuck.slot, stuck.holder)  # ...and its lease is lost
     assert maintenance.take_back(runtime_) == 1  # so the job is taken back for another attempt
-    let_it_answer.set()
+    submit.release()
     job = terminal_job(resources, job_id, timeout_s=60)
     worker.join()
 

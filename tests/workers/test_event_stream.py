@@ -73,7 +73,7 @@ def test_two_hundred_open_streams_hold_no_thread_each_and_the_api_still_answers(
     before = threading.active_count()
 
     async def open_streams(n: int) -> tuple[int, int]:
-        opened = asyncio.Event()
+        opened, hold = asyncio.Event(), asyncio.Event()
         first_events = 0
 
         async def one(client: httpx.AsyncClient) -> None:
@@ -84,7 +84,7 @@ def test_two_hundred_open_streams_hold_no_thread_each_and_the_api_still_answers(
                         first_events += 1
                         if first_events == n:
                             opened.set()
-                        await asyncio.sleep(3600)  # hold the stream open
+                        await hold.wait()  # keep the stream open until the test is done
 
         limits = httpx.Limits(max_connections=n + 10)
         async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=60) as client:

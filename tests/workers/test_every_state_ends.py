@@ -3,7 +3,6 @@ that keep failing, transient errors while fetching outputs, re-driven archives."
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime
 
 import dramatiq
@@ -15,7 +14,7 @@ from domain.jobs import JobStatus
 from infra.db import jobs
 from infra.resources import Resources
 from infra.storage import Storage, make_s3_client
-from tests.support import auth, make_user, pose12_body, terminal_job, wait_for
+from tests.support import HeldCall, auth, make_user, pose12_body, terminal_job, wait_for
 from vendors.sim.runninghub import RunningHubSim
 from workers import maintenance
 from workers.boot import vendor_clients
@@ -101,24 +100,17 @@ def test_a_transient_error_fetching_outputs_is_retried_and_the_job_succeeds(
 def test_a_redriven_archive_never_removes_what_another_attempt_published(
     api: Client, resources: Resources, worker: dramatiq.Worker, rh_sim: RunningHubSim, runtime_: Runtime
 ) -> None:
-    first_started, let_first_go = threading.Event(), threading.Event()
-
-    def slow_first_copy(request: httpx.Request) -> httpx.Response:
-        if "/__sim/files/" in request.url.path and not first_started.is_set():
-            first_started.set()
-            let_first_go.wait(30)  # the first archiver is stuck on a slow download...
-        return rh_sim.handle(request)
-
-    runtime_.downloads = httpx.Client(transport=httpx.MockTransport(slow_first_copy))
+    first_copy = HeldCall(rh_sim.handle, lambda path: "/__sim/files/" in path)  # a slow download...
+    runtime_.downloads = httpx.Client(transport=first_copy.transport)
     user = make_user(resources, credits=1)
     job_id = post(api, user, pose12_body())
-    assert first_started.wait(30)
+    assert first_copy.started.wait(30)
 
     stuck = resources.jobs.get(job_id)
     assert stuck is not None and stuck.status is JobStatus.ARCHIVING
     assert maintenance.redrive_job(runtime_, stuck)  # ...and is re-driven: a second archiver runs
     job = terminal_job(resources, job_id, timeout_s=60)
-    let_first_go.set()  # the first one finishes late and loses the compare-and-set
+    first_copy.release()  # the first archiver finishes late and loses the compare-and-set
     worker.join()
 
     assert job.status is JobStatus.SUCCEEDED
