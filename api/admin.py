@@ -307,6 +307,7 @@ class AdminController(Controller):
 def _set_disabled(resources: Resources, user_id: str, *, disabled: bool) -> UserOut:
     if not (is_id(user_id) and resources.accounts.set_disabled(user_id, disabled=disabled, now=datetime.now(UTC))):
         raise NotFound(f"no user {user_id}", user_id=user_id)
+    resources.key_cache.forget_user(user_id)  # refused here at once; elsewhere within key_cache_ttl_s
     user = resources.accounts.get(user_id)
     assert user is not None
     return UserOut.of(user)

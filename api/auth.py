@@ -1,4 +1,8 @@
-"""Who is calling: `Authorization: Bearer <api key>`; keys are looked up by their digest."""
+"""Who is calling: `Authorization: Bearer <api key>`; keys are looked up by their digest.
+
+A key's lookup is kept by this process for `key_cache_ttl_s` (infra/keycache.py); an access token's
+user is read on every request, so a disabled user's token is refused at once by every process.
+"""
 
 from __future__ import annotations
 
@@ -39,7 +43,7 @@ def current_user(request: Request[Any, Any, Any], resources: NamedDependency[Res
 
 
 def _by_api_key(resources: Resources, token: str) -> CurrentUser:
-    owner = resources.accounts.key_owner(token)
+    owner = resources.key_cache.owner(token)
     if owner is None:
         raise NotAuthorizedException("unknown or revoked API key, or a disabled user")
     return CurrentUser(owner.user_id, owner.moderation_platform, owner.role)

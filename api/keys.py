@@ -1,7 +1,8 @@
 """`/v1/keys`: a user's API keys, made, listed (last four characters only) and revoked by their owner.
 
-A key is shown once, when made; genq keeps only its digest. Keys are looked up on every request,
-so a revoked key is refused from the next request on, by every API process.
+A key is shown once, when made; genq keeps only its digest. Each API process keeps a looked-up
+key for KEY_CACHE_TTL_S (5 s): a revoked key is refused at once by the process that revoked it,
+and by every other process within that time.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class KeysController(Controller):
     def revoke_key(
         self, key_id: FromPath[str], user: NamedDependency[CurrentUser], resources: NamedDependency[Resources]
     ) -> None:
-        """Revoke one of your keys: refused from the next request on, by every API process."""
+        """Revoke one of your keys: refused at once here, and by every API process within KEY_CACHE_TTL_S."""
         if not (is_id(key_id) and resources.accounts.revoke_key(key_id, now=datetime.now(UTC), user_id=user.id)):
             raise NotFound(f"no live key {key_id} of yours", key_id=key_id)
+        resources.key_cache.forget_user(user.id)  # refused here at once; elsewhere within key_cache_ttl_s

@@ -151,7 +151,7 @@ class Accounts:
 
     def revoke_key(self, key_id: str, *, now: datetime, user_id: str | None = None) -> bool:
         """Revoke a key (the owner's own when `user_id` is given); False when there is no such live key.
-        Keys are looked up on every request, so it is refused from the next one, in every process."""
+        API processes keep a looked-up key for KEY_CACHE_TTL_S: they refuse it within that time."""
         query = update(api_keys).where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
         if user_id is not None:
             query = query.where(api_keys.c.user_id == user_id)

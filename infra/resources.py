@@ -14,6 +14,7 @@ from infra.config_store import ConfigStore
 from infra.db import make_engine
 from infra.images import Allowlist, ImageInspector
 from infra.jobstore import JobStore
+from infra.keycache import KeyCache
 from infra.login import LoginCodes, Tokens
 from infra.orders import Membership
 from infra.ratelimit import RateLimiter
@@ -39,6 +40,7 @@ class Resources:
     redis: redis.Redis
     jobs: JobStore
     accounts: Accounts
+    key_cache: KeyCache  # API keys looked up in this process, kept key_cache_ttl_s
     rooms: Rooms
     storage: Storage
     images: ImageInspector
@@ -54,12 +56,14 @@ class Resources:
         engine = make_engine(settings)
         secret = settings.jwt_secret.reveal()
         client = redis.Redis.from_url(redis_url(settings), socket_timeout=10, socket_connect_timeout=5)
+        accounts = Accounts(engine)
         return cls(
             settings=settings,
             engine=engine,
             redis=client,
             jobs=JobStore(engine),
-            accounts=Accounts(engine),
+            accounts=accounts,
+            key_cache=KeyCache(accounts.key_owner, ttl_s=settings.key_cache_ttl_s),
             rooms=Rooms(client, ttl_s=settings.slot_lease_ttl_s),
             storage=Storage(make_s3_client(settings, s3_endpoint(settings)), settings.s3_bucket),
             audits=AuditStore(engine),

@@ -194,6 +194,9 @@ class Settings:
     rate_jobs_per_minute_ip: int = 240
     rate_auth_per_minute_ip: int = 30
     rate_sms_per_hour_phone: int = 5
+    # API keys: each process keeps a looked-up key this long; a revocation reaches the other processes
+    # within it (the revoking process forgets at once)
+    key_cache_ttl_s: float = 5.0
     # set by `genq run` for its children: they stop when it is gone
     supervisor_pid: int = 0
     log_level: str = "info"
