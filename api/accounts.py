@@ -16,6 +16,7 @@ from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
+from api import docs
 from api.auth import CurrentUser
 from domain import plans as plan_rules
 from domain.errors import InvalidInput, TooManyRequests, Unauthorized
@@ -68,7 +69,14 @@ class AuthController(Controller):
     path = "/v1/auth"
     tags = ["auth"]
 
-    @post("/sms-code", status_code=202, sync_to_thread=True)
+    @post(
+        "/sms-code",
+        status_code=202,
+        sync_to_thread=True,
+        responses=docs.errors(
+            (429, "`rate_limited`: too many codes or requests, or the phone is locked; see `Retry-After`.")
+        ),
+    )
     def send_code(self, data: JSONBody[PhoneIn], request: Request[Any, Any, Any], resources: Res) -> CodeSent:
         """Text a login code to the phone (sent by a worker, in the background)."""
         settings = resources.settings
@@ -86,7 +94,15 @@ class AuthController(Controller):
         messages.login_code(phone)
         return CodeSent(phone, settings.sms_code_ttl_s)
 
-    @post("/login", status_code=200, sync_to_thread=True)
+    @post(
+        "/login",
+        status_code=200,
+        sync_to_thread=True,
+        responses=docs.errors(
+            (401, "`unauthorized`: a wrong, used or expired code, or a disabled user."),
+            (429, "`rate_limited`: too many requests, or the phone is locked after wrong codes; see `Retry-After`."),
+        ),
+    )
     def login(self, data: JSONBody[LoginIn], request: Request[Any, Any, Any], resources: Res) -> TokensOut:
         """Phone + code -> tokens; the user is created on first login. A code works once."""
         settings = resources.settings
@@ -111,7 +127,14 @@ class AuthController(Controller):
             raise Unauthorized("this user is disabled")
         return _issue(tokens, user.id, user.role, now)
 
-    @post("/refresh", status_code=200, sync_to_thread=True)
+    @post(
+        "/refresh",
+        status_code=200,
+        sync_to_thread=True,
+        responses=docs.errors(
+            (401, "`unauthorized`: an invalid or expired refresh token, or an unknown or disabled user.")
+        ),
+    )
     def refresh(self, data: JSONBody[RefreshIn], resources: Res) -> TokensOut:
         tokens = _tokens(resources)
         try:
@@ -178,7 +201,7 @@ def list_plans(resources: Res) -> list[PlanOut]:
     return [PlanOut(p.name, p.price_fen, p.credits, p.concurrency, p.batch, days) for p in plans]
 
 
-@get("/v1/membership", sync_to_thread=True, tags=["membership"])
+@get("/v1/membership", sync_to_thread=True, tags=["membership"], responses=docs.errors(401))
 def membership(user: User, resources: Res) -> MembershipOut:
     """Checked on access: a lapsed membership's unused plan credits expire now."""
     now = datetime.now(UTC)
@@ -201,7 +224,7 @@ class UploadOut(msgspec.Struct):
     max_bytes: int
 
 
-@post("/v1/uploads", status_code=201, sync_to_thread=True, tags=["uploads"])
+@post("/v1/uploads", status_code=201, sync_to_thread=True, tags=["uploads"], responses=docs.errors(401))
 def create_upload(data: JSONBody[UploadIn], user: User, resources: Res) -> UploadOut:
     """A short-lived presigned POST, good for one image under the caller's own prefix."""
     settings = resources.settings

@@ -17,6 +17,7 @@ from litestar import Controller, get, post, put
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
+from api import docs
 from api.auth import CurrentUser, admin_user
 from api.jobs import ErrorOut, cancel, redacted, retry
 from domain.errors import DomainError, NotFound
@@ -201,7 +202,7 @@ class AdminController(Controller):
     tags = ["admin"]
     dependencies = {"admin": Provide(admin_user, sync_to_thread=False)}
 
-    @get("/users", sync_to_thread=True)
+    @get("/users", sync_to_thread=True, responses=docs.errors(400, 401, 403))
     def search_users(
         self,
         admin: Admin,
@@ -215,16 +216,17 @@ class AdminController(Controller):
         found, next_cursor = resources.accounts.search(phone=phone, role=role, limit=limit, cursor=cursor)
         return UserPage([UserOut.of(user) for user in found], next_cursor)
 
-    @post("/users/{user_id:str}/disable", status_code=200, sync_to_thread=True)
+    @post("/users/{user_id:str}/disable", status_code=200, sync_to_thread=True, responses=docs.errors(401, 403, 404))
     def disable_user(self, user_id: FromPath[str], admin: Admin, resources: Res) -> UserOut:
-        """Every key and token of the user is refused from now on; running jobs are left to finish."""
+        """Every key of the user is refused at once here and by every API process within KEY_CACHE_TTL_S,
+        every token at once everywhere; running jobs are left to finish."""
         return _set_disabled(resources, user_id, disabled=True)
 
-    @post("/users/{user_id:str}/enable", status_code=200, sync_to_thread=True)
+    @post("/users/{user_id:str}/enable", status_code=200, sync_to_thread=True, responses=docs.errors(401, 403, 404))
     def enable_user(self, user_id: FromPath[str], admin: Admin, resources: Res) -> UserOut:
         return _set_disabled(resources, user_id, disabled=False)
 
-    @post("/jobs/retry", status_code=200, sync_to_thread=True)
+    @post("/jobs/retry", status_code=200, sync_to_thread=True, responses=docs.errors(401, 403))
     def bulk_retry(
         self, data: JSONBody[BulkIn], admin: Admin, resources: Res, prices: NamedDependency[PriceList]
     ) -> BulkOut:
@@ -232,7 +234,7 @@ class AdminController(Controller):
         the filter picks; `dry_run` (the default) only counts them. Recorded in /v1/admin/actions."""
         return _bulk(resources, admin, data, "jobs.retry", RETRYABLE, lambda job: retry(resources, prices, job).id)
 
-    @post("/jobs/cancel", status_code=200, sync_to_thread=True)
+    @post("/jobs/cancel", status_code=200, sync_to_thread=True, responses=docs.errors(401, 403))
     def bulk_cancel(self, data: JSONBody[BulkIn], admin: Admin, resources: Res) -> BulkOut:
         """Cancel (and refund) every waiting or running job the filter picks; `dry_run` (the default)
         only counts them. Recorded in /v1/admin/actions."""
@@ -240,7 +242,7 @@ class AdminController(Controller):
             resources, admin, data, "jobs.cancel", CANCELLABLE, lambda job: cancel(resources, job, by="admin").id
         )
 
-    @get("/actions", sync_to_thread=True)
+    @get("/actions", sync_to_thread=True, responses=docs.errors(401, 403))
     def actions(self, admin: Admin, resources: Res, limit: Limit = 100) -> list[AdminActionOut]:
         """Bulk actions taken, newest first: who, when, the filter, how many."""
         return [
@@ -248,7 +250,7 @@ class AdminController(Controller):
             for a in AdminLog(resources.engine).recent(limit=limit)
         ]
 
-    @get("/jobs", sync_to_thread=True)
+    @get("/jobs", sync_to_thread=True, responses=docs.errors(400, 401, 403))
     def search_jobs(
         self,
         admin: Admin,
@@ -265,7 +267,7 @@ class AdminController(Controller):
         )
         return AdminJobPage([AdminJobOut.of(job) for job in found], next_cursor)
 
-    @get("/config", sync_to_thread=True)
+    @get("/config", sync_to_thread=True, responses=docs.errors(401, 403))
     def read_config(self, admin: Admin, resources: Res, config: Config) -> list[ConfigEntryOut]:
         """Every adjustable setting, its value in effect and whether an admin overrode it."""
         base = resources.settings
@@ -275,7 +277,7 @@ class AdminController(Controller):
             for key in sorted(ADJUSTABLE)
         ]
 
-    @put("/config/{key:str}", sync_to_thread=True)
+    @put("/config/{key:str}", sync_to_thread=True, responses=docs.errors(401, 403))
     def change_config(
         self, key: FromPath[str], data: JSONBody[ConfigIn], admin: Admin, resources: Res, config: Config
     ) -> ChangeOut:
@@ -283,20 +285,20 @@ class AdminController(Controller):
         change = config.set(key, data.value, base=resources.settings, by=admin.id, now=datetime.now(UTC))
         return ChangeOut.of(change)
 
-    @get("/config/changes", sync_to_thread=True)
+    @get("/config/changes", sync_to_thread=True, responses=docs.errors(400, 401, 403))
     def config_history(
         self, admin: Admin, config: Config, key: FromQuery[str | None] = None, limit: Limit = 100
     ) -> list[ChangeOut]:
         """Who changed what, when, from what to what; newest first."""
         return [ChangeOut.of(change) for change in config.history(key, limit=limit)]
 
-    @get("/scheduler", sync_to_thread=True)
+    @get("/scheduler", sync_to_thread=True, responses=docs.errors(401, 403))
     def scheduler(self, admin: Admin, resources: Res) -> list[RoomOut]:
         """Every waiting room as the scheduler sees it now (degradation included)."""
         rooms = waiting.room_states(resources.effective(), resources.rooms, now=datetime.now(UTC))
         return [RoomOut(room=name, **state) for name, state in rooms.items()]
 
-    @get("/usage", sync_to_thread=True)
+    @get("/usage", sync_to_thread=True, responses=docs.errors(401, 403))
     def usage(self, admin: Admin, resources: Res, month: FromQuery[str | None] = None) -> UsageReport:
         """Per user and kind for one calendar month (UTC, default: this one), each count by when it happened."""
         period = Month.parse(month) if month else Month.of(datetime.now(UTC))

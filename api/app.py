@@ -5,7 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Litestar, Request
+from litestar.connection import ASGIConnection
 from litestar.di import Provide
+from litestar.enums import RequestEncodingType
+from litestar.handlers import BaseRouteHandler
+from litestar.params import BodyKwarg
 
 from api import docs, errors, ops
 from api.accounts import AuthController, create_upload, list_plans, membership
@@ -13,7 +17,7 @@ from api.admin import AdminController
 from api.auth import current_user
 from api.callbacks import ModerationPlatforms, kie_callback, moderation_callback
 from api.events import job_events
-from api.jobs import JobsController
+from api.jobs import JobsController, json_only
 from api.keys import KeysController
 from api.payments import Channels, OrdersController, alipay_notify, wechat_notify
 from api.pricing import pricing
@@ -79,12 +83,26 @@ def create_app(resources: Resources, *, channels: Channels | None = None) -> Lit
             "config": Provide(provide_config, sync_to_thread=False),
             "user": Provide(current_user, sync_to_thread=True),
         },
+        guards=[json_bodies_only],
         exception_handlers=errors.HANDLERS,
         openapi_config=docs.openapi_config(),  # served whole from here: renders offline
         before_request=_clear_log_context,
         request_max_body_size=MAX_BODY_BYTES,
         debug=False,
     )
+
+
+def json_bodies_only(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """Every route that reads a JSON body (`data`) answers 415 to a body in another format, before
+    reading it; the callbacks and payment notifications read their raw bodies themselves."""
+    if _reads_json(handler):
+        json_only(connection, handler)
+
+
+def _reads_json(handler: BaseRouteHandler) -> bool:
+    data = handler.parsed_fn_signature.parameters.get("data")
+    body = data.kwarg_definition if data is not None else None
+    return data is not None and (not isinstance(body, BodyKwarg) or body.media_type == RequestEncodingType.JSON)
 
 
 def _clear_log_context(_: Request[Any, Any, Any]) -> None:

@@ -17,6 +17,7 @@ from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException
 from litestar.params import FromPath, RawBody
 
+from api import docs
 from domain.errors import NotFound
 from domain.jobs import JobStatus
 from infra.resources import Resources
@@ -37,7 +38,14 @@ class ModerationPlatforms:
         return self._platforms.get(name)
 
 
-@post("/v1/callbacks/kie", status_code=200, tags=["callbacks"])
+@post(
+    "/v1/callbacks/kie",
+    status_code=200,
+    tags=["callbacks"],
+    responses=docs.errors(
+        (401, "`unauthorized`: a missing, wrong or stale signature, or callbacks are off (no KIE_WEBHOOK_HMAC_KEY).")
+    ),
+)
 async def kie_callback(request: Request[Any, Any, Any], resources: NamedDependency[Resources]) -> dict[str, bool]:
     body = await request.body()
     key = resources.settings.kie_webhook_hmac_key.reveal()
@@ -58,7 +66,16 @@ async def kie_callback(request: Request[Any, Any, Any], resources: NamedDependen
     return {"received": True}
 
 
-@route("/v1/callbacks/moderation/{platform:str}", http_method=["GET", "POST"], tags=["callbacks"], sync_to_thread=True)
+@route(
+    "/v1/callbacks/moderation/{platform:str}",
+    http_method=["GET", "POST"],
+    tags=["callbacks"],
+    sync_to_thread=True,
+    responses=docs.errors(
+        (401, "`unauthorized`: the push fails the platform's own verification (signature or token)."),
+        (404, "`not_found`: no moderation platform of this name is configured."),
+    ),
+)
 def moderation_callback(
     request: Request[Any, Any, Any],
     body: RawBody,

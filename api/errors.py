@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import msgspec
 import structlog
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
@@ -30,6 +31,22 @@ STATUS_BY_CODE = {
     "unsupported_media_type": 415,
     "illegal_transition": 409,
 }
+
+
+class ErrorDetail(msgspec.Struct, forbid_unknown_fields=True):
+    code: str  # stable, snake_case: what a client branches on
+    message: str  # for people
+    details: dict[str, Any]  # e.g. `field` for invalid_input, `retry_after_s` for rate_limited
+
+
+class Error(msgspec.Struct, forbid_unknown_fields=True):
+    """Every error answer's body (the OpenAPI document's `Error`)."""
+
+    error: ErrorDetail
+
+
+# The code of an HTTP error Litestar itself raises, by status; any other is named after its detail.
+HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "request_entity_too_large"}
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
@@ -56,10 +73,13 @@ def on_validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> 
 
 
 def on_http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    """Litestar's own errors (and its exceptions raised here), with their headers: a 405's `Allow`."""
     if isinstance(exc, NotAuthorizedException):
-        return _respond(401, "unauthorized", exc.detail)
-    code = re.sub(r"[^a-z0-9]+", "_", str(exc.detail).lower()).strip("_") or "http_error"
-    return _respond(exc.status_code, code, exc.detail, exc.extra if isinstance(exc.extra, dict) else None)
+        return _respond(401, "unauthorized", exc.detail, headers=exc.headers)
+    named = re.sub(r"[^a-z0-9]+", "_", str(exc.detail).lower()).strip("_")
+    code = HTTP_CODES.get(exc.status_code) or named or "http_error"
+    extra = exc.extra if isinstance(exc.extra, dict) else None
+    return _respond(exc.status_code, code, exc.detail, extra, exc.headers)
 
 
 def on_undecodable(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

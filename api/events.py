@@ -24,6 +24,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
+from api import docs
 from api.auth import CurrentUser
 from api.jobs import JobOut, answer_for
 from domain.errors import NotFound
@@ -45,7 +46,7 @@ class EventOut(msgspec.Struct):
 LastEventId = Annotated[str | None, HeaderParameter(name="Last-Event-ID", max_length=32, required=False)]
 
 
-@get("/v1/jobs/{job_id:str}/events", tags=["jobs"])
+@get("/v1/jobs/{job_id:str}/events", tags=["jobs"], responses=docs.errors(401, 404))
 async def job_events(
     request: Request[Any, Any, Any],
     job_id: FromPath[str],

@@ -20,6 +20,7 @@ from litestar.handlers import BaseRouteHandler
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_202_ACCEPTED
 
+from api import docs
 from api.accounts import client_ip, limit
 from api.auth import CurrentUser
 from api.inputs import Images, JobIn, request_hash, validated_input
@@ -165,7 +166,16 @@ class JobsController(Controller):
     path = "/v1/jobs"
     tags = ["jobs"]
 
-    @post("/", status_code=HTTP_202_ACCEPTED, guards=[json_only])
+    @post(
+        "/",
+        status_code=HTTP_202_ACCEPTED,
+        responses=docs.errors(
+            401,
+            402,
+            (409, "`conflict`: the `Idempotency-Key` was used with another body, or `external_id` names another job."),
+            (429, "`rate_limited`: too many jobs this minute, per user or per IP; `Retry-After` says when to retry."),
+        ),
+    )
     async def create_job(
         self,
         data: JSONBody[JobIn],
@@ -192,7 +202,7 @@ class JobsController(Controller):
         answer = await to_thread(lambda: answer_for(resources, job, moves=moves))
         return Response(answer, status_code=HTTP_202_ACCEPTED, headers=headers)
 
-    @get("/{job_id:str}")
+    @get("/{job_id:str}", responses=docs.errors(401, 404))
     async def read_job(
         self, job_id: FromPath[str], user: User, resources: Res, prefer: PreferHeader = None
     ) -> Response[JobOut]:
@@ -207,7 +217,12 @@ class JobsController(Controller):
         answer = await to_thread(lambda: answer_for(resources, job, pull=True))
         return Response(answer, headers={"Preference-Applied": f"wait={wait}"} if wait else {})
 
-    @post("/{job_id:str}/cancel", status_code=200, sync_to_thread=True)
+    @post(
+        "/{job_id:str}/cancel",
+        status_code=200,
+        sync_to_thread=True,
+        responses=docs.errors(401, 404, (409, "`too_late` while the job is archiving; `conflict` once it has ended.")),
+    )
     def cancel_job(self, job_id: FromPath[str], user: User, resources: Res) -> JobOut:
         """Cancel and refund: a waiting job at once; a running one also at the vendor where the vendor
         documents a cancel (RunningHub). 409 `too_late` while archiving; 409 once it has finished."""
@@ -218,7 +233,13 @@ class JobsController(Controller):
         metrics.JOBS_FINISHED.labels(cancelled.kind, JobStatus.CANCELLED).inc()
         return JobOut.of(cancelled, resources, moves=resources.jobs.moves([job.id])[job.id])
 
-    @post("/{job_id:str}/retry", status_code=HTTP_202_ACCEPTED)
+    @post(
+        "/{job_id:str}/retry",
+        status_code=HTTP_202_ACCEPTED,
+        responses=docs.errors(
+            401, 402, 404, (409, "`conflict`: only a failed, timed-out or cancelled job is retried.")
+        ),
+    )
     async def retry_job(
         self, job_id: FromPath[str], user: User, resources: Res, prices: NamedDependency[PriceList]
     ) -> JobOut:
@@ -232,7 +253,7 @@ class JobsController(Controller):
         again = await to_thread(lambda: retry(resources, prices, job))
         return await to_thread(lambda: answer_for(resources, again))
 
-    @get("/", sync_to_thread=True)
+    @get("/", sync_to_thread=True, responses=docs.errors(400, 401))
     def list_jobs(
         self,
         user: User,

@@ -14,6 +14,7 @@ from litestar import Controller, delete, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 
+from api import docs
 from api.auth import CurrentUser
 from domain.errors import NotFound
 from infra.accounts import ApiKey
@@ -43,18 +44,18 @@ class KeysController(Controller):
     path = "/v1/keys"
     tags = ["keys"]
 
-    @post("/", status_code=201, sync_to_thread=True)
+    @post("/", status_code=201, sync_to_thread=True, responses=docs.errors(401))
     def create_key(self, user: NamedDependency[CurrentUser], resources: NamedDependency[Resources]) -> NewKeyOut:
         """A new API key for you; the key itself is in this answer only."""
         key, secret = resources.accounts.create_key(user.id, now=datetime.now(UTC))
         return NewKeyOut(key.id, secret, key.last4, key.created_at)
 
-    @get("/", sync_to_thread=True)
+    @get("/", sync_to_thread=True, responses=docs.errors(401))
     def list_keys(self, user: NamedDependency[CurrentUser], resources: NamedDependency[Resources]) -> list[KeyOut]:
         """Your keys, oldest first, revoked ones included; never a key itself."""
         return [KeyOut.of(key) for key in resources.accounts.keys(user.id)]
 
-    @delete("/{key_id:str}", status_code=204, sync_to_thread=True)
+    @delete("/{key_id:str}", status_code=204, sync_to_thread=True, responses=docs.errors(401, 404))
     def revoke_key(
         self, key_id: FromPath[str], user: NamedDependency[CurrentUser], resources: NamedDependency[Resources]
     ) -> None:

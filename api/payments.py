@@ -25,6 +25,7 @@ from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, RawBody
 
+from api import docs
 from api.auth import CurrentUser
 from domain import plans as plan_rules
 from domain.errors import InvalidInput, NotFound
@@ -131,7 +132,7 @@ class OrdersController(Controller):
     path = "/v1/orders"
     tags = ["membership"]
 
-    @post("/", status_code=201, sync_to_thread=True)
+    @post("/", status_code=201, sync_to_thread=True, responses=docs.errors(401))
     def create_order(
         self, data: JSONBody[OrderIn], user: User, resources: Res, channels: NamedDependency[Channels]
     ) -> OrderOut:
@@ -152,11 +153,11 @@ class OrdersController(Controller):
         resources.membership.set_payment(order.id, payment)
         return OrderOut.of(resources.membership.order(order.id))
 
-    @get("/{order_id:str}", sync_to_thread=True)
+    @get("/{order_id:str}", sync_to_thread=True, responses=docs.errors(401, 404))
     def read_order(self, order_id: FromPath[str], user: User, resources: Res) -> OrderOut:
         return OrderOut.of(_own(resources, user, order_id))
 
-    @post("/{order_id:str}/refresh", status_code=200, sync_to_thread=True)
+    @post("/{order_id:str}/refresh", status_code=200, sync_to_thread=True, responses=docs.errors(401, 404))
     def refresh_order(
         self, order_id: FromPath[str], user: User, resources: Res, channels: NamedDependency[Channels]
     ) -> OrderOut:
