@@ -19,7 +19,8 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from api import docs
 from api.auth import CurrentUser, admin_user
-from api.jobs import ErrorOut, cancel, redacted, retry
+from api.jobs import cancel, retry
+from api.views import ErrorOut, redacted
 from domain.errors import DomainError, NotFound
 from domain.jobs import RETRYABLE, Job, JobKind, JobStatus
 from domain.pricing import PriceList

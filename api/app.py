@@ -21,11 +21,13 @@ from api.jobs import JobsController, json_only
 from api.keys import KeysController
 from api.payments import Channels, OrdersController, alipay_notify, wechat_notify
 from api.pricing import pricing
+from api.webhooks import WebhooksController
 from domain.pricing import PriceList
 from infra.catalog import price_list
 from infra.config_store import ConfigStore
 from infra.resources import Resources
 from infra.tokens import RedisTokenCache
+from workers import messages
 from workers.boot import moderation_platforms
 
 # A 6 MB image as base64 is 8 MB; room for a few of them (3D views) plus the JSON around them.
@@ -45,6 +47,7 @@ def create_app(resources: Resources, *, channels: Channels | None = None) -> Lit
         return resources.config
 
     channels = channels or Channels.from_settings(resources.settings)
+    resources.jobs.announce_with(messages.webhooks)  # deliveries its moves (creates, cancels) write
 
     def provide_channels() -> Channels:
         return channels
@@ -59,6 +62,7 @@ def create_app(resources: Resources, *, channels: Channels | None = None) -> Lit
             JobsController,
             job_events,
             KeysController,
+            WebhooksController,
             AdminController,
             AuthController,
             OrdersController,

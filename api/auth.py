@@ -25,6 +25,8 @@ class CurrentUser:
     id: str
     moderation_platform: str | None = None  # the key's or the user's choice, if any
     role: str = "user"
+    webhook_url: str | None = None  # the API key's default webhook for the jobs it submits
+    webhook_events: str | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -46,7 +48,7 @@ def _by_api_key(resources: Resources, token: str) -> CurrentUser:
     owner = resources.key_cache.owner(token)
     if owner is None:
         raise NotAuthorizedException("unknown or revoked API key, or a disabled user")
-    return CurrentUser(owner.user_id, owner.moderation_platform, owner.role)
+    return CurrentUser(owner.user_id, owner.moderation_platform, owner.role, owner.webhook_url, owner.webhook_events)
 
 
 def _by_jwt(resources: Resources, token: str) -> CurrentUser:

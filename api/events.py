@@ -26,7 +26,8 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from api import docs
 from api.auth import CurrentUser
-from api.jobs import JobOut, answer_for
+from api.jobs import answer_for
+from api.views import JobOut
 from domain.errors import NotFound
 from domain.jobs import TERMINAL, Job, JobStatus
 from infra.paging import is_id

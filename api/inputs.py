@@ -34,6 +34,10 @@ class JobIn(msgspec.Struct, forbid_unknown_fields=True):
     priority: Literal["interactive", "batch"] = "interactive"
     # the client's own reference, unique among its jobs; GET /v1/jobs?external_id= finds the job
     external_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
+    # where the job's events are POSTed, signed (Standard Webhooks); default: the API key's, if any
+    webhook_url: Url | None = None
+    # "completed": the terminal event only (the default); "all": every state the job enters
+    webhook_events: Literal["completed", "all"] | None = None
 
 
 Key = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
@@ -170,7 +174,11 @@ def validated_input(kind: JobKind, raw: Mapping[str, Any], images: Images) -> di
 
 
 def request_hash(
-    kind: JobKind, checked_input: Mapping[str, Any], priority: str = "interactive", external_id: str | None = None
+    kind: JobKind,
+    checked_input: Mapping[str, Any],
+    priority: str = "interactive",
+    external_id: str | None = None,
+    webhook: tuple[str | None, str | None] = (None, None),
 ) -> str:
     """Canonical digest of a submission, to tell an idempotent replay from a reused key."""
     body: dict[str, Any] = {"kind": kind.value, "input": checked_input}
@@ -178,6 +186,8 @@ def request_hash(
         body["priority"] = priority
     if external_id is not None:
         body["external_id"] = external_id
+    if webhook != (None, None):
+        body["webhook"] = list(webhook)
     canonical = msgspec.json.encode(body, order="sorted")
     return hashlib.sha256(canonical).hexdigest()
 

@@ -5,8 +5,8 @@ Reads answer from the database only; nothing here ever calls a vendor.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, replace
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
@@ -24,122 +24,22 @@ from api import docs
 from api.accounts import client_ip, limit
 from api.auth import CurrentUser
 from api.inputs import Images, JobIn, request_hash, validated_input
+from api.views import JobOut
 from domain import scheduling
-from domain.errors import Conflict, NotFound, TooLate, UnsupportedMediaType
+from domain.errors import Conflict, InvalidInput, NotFound, TooLate, UnsupportedMediaType
 from domain.jobs import RETRYABLE, Job, JobKind, JobStatus
 from domain.pricing import PriceList
 from domain.routing import route
-from domain.timings import timings
+from domain.webhooks import EventFilter
 from infra import metrics, waiting
 from infra.accounts import new_id
+from infra.images import check_public_url
 from infra.jobstore import NewJob
 from infra.paging import is_id
 from infra.resources import Resources
 from workers import messages
 
 T = TypeVar("T")
-
-
-class ErrorOut(msgspec.Struct):
-    code: str
-    message: str
-
-
-class ResultOut(msgspec.Struct):
-    url: str
-    content_type: str
-    size: int
-
-
-class QueueOut(msgspec.Struct):
-    """Why a `queued` job waits (vendor_slots, plan_concurrency, vendor_busy, degraded, paused) and
-    its place in its (vendor, model) room's order: 1 = next."""
-
-    reason: str
-    position: int
-
-
-class TimingsOut(msgspec.Struct):
-    """Seconds, from the job's stored state moves, each summed over every stay: `moderation` from
-    creation to the verdict (in `pending_audit`); `queue` in `queued`, to admission (`submitting`);
-    `vendor` from admission to the vendor's end (`submitting` + `processing`); `archiving` from
-    there to the results' publication; `total` from creation to the end (or to now)."""
-
-    moderation: float
-    queue: float
-    vendor: float
-    archiving: float
-    total: float
-
-
-class JobOut(msgspec.Struct):
-    id: str
-    kind: JobKind
-    status: JobStatus
-    price: int
-    priority: str
-    external_id: str | None
-    input: dict[str, Any]
-    created_at: datetime
-    updated_at: datetime
-    deadline_at: datetime  # when the current stage times out: moderation, the wait, or the run
-    finished_at: datetime | None = None
-    error: ErrorOut | None = None
-    results: list[ResultOut] | None = None
-    queue: QueueOut | None = None
-    timings: TimingsOut | None = None
-    retry_of: str | None = None  # the job this one retries
-    retried_by: list[str] | None = None  # the jobs that retry this one
-
-    @classmethod
-    def of(
-        cls,
-        job: Job,
-        resources: Resources,
-        *,
-        queue: waiting.QueueInfo | None = None,
-        moves: Sequence[tuple[JobStatus, datetime]] = (),
-        retried_by: list[str] | None = None,
-    ) -> JobOut:
-        ttl = resources.settings.signed_url_ttl_s
-        return cls(
-            id=job.id,
-            kind=job.kind,
-            status=job.status,
-            price=job.price,
-            priority=job.priority,
-            external_id=job.external_id,
-            input=redacted(job.input),
-            created_at=job.created_at,
-            updated_at=job.updated_at,
-            deadline_at=job.deadline_at,
-            finished_at=job.finished_at,
-            error=ErrorOut(job.error_code, job.error_message or "") if job.error_code else None,
-            results=[
-                ResultOut(resources.storage.signed_url(f.key, ttl_s=ttl), f.content_type, f.size) for f in job.results
-            ]
-            if job.status is JobStatus.SUCCEEDED
-            else None,
-            queue=QueueOut(queue.reason, queue.position) if queue is not None else None,
-            timings=TimingsOut(**asdict(timings(moves, now=datetime.now(UTC)))) if moves else None,
-            retry_of=job.retry_of,
-            retried_by=retried_by or None,
-        )
-
-
-def redacted(job_input: Mapping[str, Any]) -> dict[str, Any]:
-    """The input as submitted, with base64 images summarised instead of echoed back."""
-    return {k: _summary(v) if k.endswith("_base64") else _redact_nested(v) for k, v in job_input.items()}
-
-
-def _redact_nested(value: Any) -> Any:
-    if isinstance(value, list):
-        return [redacted(item) if isinstance(item, Mapping) else item for item in value]
-    return value
-
-
-def _summary(value: Any) -> Any:
-    return f"<base64, {len(value)} characters>" if isinstance(value, str) else value
 
 
 class JobPage(msgspec.Struct):
@@ -156,9 +56,12 @@ Res = NamedDependency[Resources]
 
 
 def json_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """A guard (it runs before the body is read): a body in another format is 415, not a parse error."""
-    media_type = connection.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type != "application/json":
+    """A guard (it runs before the body is read): a body in another format is 415, not a parse error.
+    No body at all is no format: the handler decides whether it needs one."""
+    headers = connection.headers
+    media_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    no_body = not media_type and headers.get("content-length", "0") == "0" and "transfer-encoding" not in headers
+    if media_type != "application/json" and not no_body:
         raise UnsupportedMediaType(f"send the body as application/json, not {media_type or 'no content type'}")
 
 
@@ -322,6 +225,7 @@ def _create(
     limit(resources, f"jobs:ip:{ip}", per=settings.rate_jobs_per_minute_ip, window_s=60, what="jobs")
     resources.membership.lapse_if_due(user.id, now=datetime.now(UTC))  # expired plan credits do not pay
     checked = validated_input(data.kind, data.input, Images(resources.images, resources.storage, user.id))
+    hook = webhook_of(resources, data.webhook_url, data.webhook_events, default=(user.webhook_url, user.webhook_events))
     terms = prices.quote(data.kind, checked)
     target = route(data.kind, checked)
     return _record(
@@ -339,11 +243,32 @@ def _create(
             deadline_s=terms.deadline_s,
             priority=scheduling.priority_class(data.kind, checked, batch=data.priority == "batch"),
             idempotency_key=idempotency_key,
-            request_hash=request_hash(data.kind, checked, data.priority, data.external_id),
+            request_hash=request_hash(data.kind, checked, data.priority, data.external_id, hook),
             external_id=data.external_id,
+            webhook_url=hook[0],
+            webhook_events=hook[1],
             moderation_platform=user.moderation_platform or settings.moderation_platform,
         ),
     )
+
+
+def webhook_of(
+    resources: Resources,
+    url: str | None,
+    events: str | None,
+    *,
+    default: tuple[str | None, str | None] = (None, None),
+) -> tuple[str | None, str | None]:
+    """The job's webhook target (a public address, or one FETCH_ALLOWLIST names) and event filter;
+    without a URL of its own, the API key's `default` (checked when the key was made)."""
+    if url is None and default[0] is not None:
+        return default[0], events or default[1] or EventFilter.COMPLETED
+    if url is None:
+        if events is not None:
+            raise InvalidInput("webhook_events", "give a webhook_url to choose its events")
+        return None, None
+    check_public_url("webhook_url", url, resources.images.allowlist, what="webhook targets")
+    return url, events or EventFilter.COMPLETED
 
 
 def answer_for(
@@ -419,6 +344,8 @@ def retry(resources: Resources, prices: PriceList, job: Job) -> Job:
             priority=job.priority,
             moderation_platform=job.moderation_platform or resources.settings.moderation_platform,
             retry_of=job.id,
+            webhook_url=job.webhook_url,
+            webhook_events=job.webhook_events,
         ),
     )
     return again

@@ -93,6 +93,8 @@ def make_runtime(resources: Resources, transport: httpx.BaseTransport) -> runtim
         audits=resources.audits,
         moderation={},
         membership=resources.membership,
+        webhooks=resources.webhooks,
+        webhook_http=httpx.Client(transport=transport),
     )
 
 

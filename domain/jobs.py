@@ -109,6 +109,8 @@ class Job:
     archive_attempts: int = 0
     external_id: str | None = None  # the client's own reference, unique per user
     retry_of: str | None = None  # the job this one retries
+    webhook_url: str | None = None  # where its events are delivered
+    webhook_events: str | None = None  # domain.webhooks.EventFilter
 
     @property
     def slot(self) -> str:

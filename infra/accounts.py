@@ -32,6 +32,8 @@ class KeyOwner:
     user_id: str
     moderation_platform: str | None
     role: str = "user"
+    webhook_url: str | None = None  # the key's default for the jobs it submits
+    webhook_events: str | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,8 @@ class ApiKey:
     last4: str
     created_at: datetime
     revoked_at: datetime | None
+    webhook_url: str | None = None
+    webhook_events: str | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,8 @@ class Accounts:
                 api_keys.c.moderation_platform,
                 users.c.moderation_platform.label("user_platform"),
                 users.c.role,
+                api_keys.c.webhook_url,
+                api_keys.c.webhook_events,
             )
             .join(users, users.c.id == api_keys.c.user_id)
             .where(
@@ -128,10 +134,16 @@ class Accounts:
         )
         with self._engine.connect() as conn:
             row = conn.execute(query).one_or_none()
-        return None if row is None else KeyOwner(row.user_id, row.moderation_platform or row.user_platform, row.role)
+        if row is None:
+            return None
+        platform = row.moderation_platform or row.user_platform
+        return KeyOwner(row.user_id, platform, row.role, row.webhook_url, row.webhook_events)
 
-    def create_key(self, user_id: str, *, now: datetime) -> tuple[ApiKey, str]:
-        """A new key for the user: (what is kept of it, the key itself, shown once)."""
+    def create_key(
+        self, user_id: str, *, now: datetime, webhook: tuple[str | None, str | None] = (None, None)
+    ) -> tuple[ApiKey, str]:
+        """A new key for the user (with the webhook its jobs default to): (what is kept of it, the
+        key itself, shown once)."""
         key_id, api_key = new_id(), KEY_PREFIX + secrets.token_urlsafe(32)
         row = {
             "id": key_id,
@@ -139,15 +151,20 @@ class Accounts:
             "key_hash": hash_key(api_key),
             "last4": api_key[-4:],
             "created_at": now,
+            "webhook_url": webhook[0],
+            "webhook_events": webhook[1],
         }
         with self._engine.begin() as conn:
             conn.execute(insert(api_keys).values(**row))
-        return ApiKey(key_id, api_key[-4:], now, None), api_key
+        return ApiKey(key_id, api_key[-4:], now, None, *webhook), api_key
 
     def keys(self, user_id: str) -> list[ApiKey]:
         query = select(api_keys).where(api_keys.c.user_id == user_id).order_by(api_keys.c.created_at, api_keys.c.id)
         with self._engine.connect() as conn:
-            return [ApiKey(r.id, r.last4, r.created_at, r.revoked_at) for r in conn.execute(query)]
+            return [
+                ApiKey(r.id, r.last4, r.created_at, r.revoked_at, r.webhook_url, r.webhook_events)
+                for r in conn.execute(query)
+            ]
 
     def revoke_key(self, key_id: str, *, now: datetime, user_id: str | None = None) -> bool:
         """Revoke a key (the owner's own when `user_id` is given); False when there is no such live key.

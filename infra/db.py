@@ -96,6 +96,8 @@ api_keys = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime, nullable=True),
     Column("moderation_platform", String(16), nullable=True),  # overrides the user's
+    Column("webhook_url", Text, nullable=True),  # the default for jobs submitted with this key (0009)
+    Column("webhook_events", String(16), nullable=True),
 )
 
 jobs = Table(
@@ -133,6 +135,8 @@ jobs = Table(
     Column("archive_attempts", Integer, nullable=False, server_default="0"),
     Column("external_id", String(128), nullable=True),  # the client's own reference (0005)
     Column("retry_of", String(32), nullable=True, index=True),  # the job this one retries (0007)
+    Column("webhook_url", Text, nullable=True),  # where its events are delivered (0009)
+    Column("webhook_events", String(16), nullable=True),  # completed | all
     UniqueConstraint("user_id", "idempotency_key"),
     UniqueConstraint("user_id", "external_id"),
     CheckConstraint(f"status IN ({', '.join(repr(s.value) for s in JobStatus)})", name="status_known"),
@@ -241,6 +245,48 @@ admin_actions = Table(
     Column("acted", Integer, nullable=False),
     Column("by", String(32), ForeignKey("users.id"), nullable=False),
     Column("at", UTCDateTime, nullable=False),
+)
+
+# Webhooks (0009): a delivery is written in the transaction of the state move it announces (an
+# outbox), so no event is lost with a message; each try is recorded.
+webhook_secrets = Table(
+    "webhook_secrets",
+    metadata,
+    Column("user_id", String(32), ForeignKey("users.id"), primary_key=True),
+    Column("secret", String(64), nullable=False),  # whsec_...
+    Column("previous", String(64), nullable=True),  # still signs for a while after a rotation
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("rotated_at", UTCDateTime, nullable=True),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", String(40), primary_key=True),  # msg_...: the webhook-id, the same on every try
+    Column("user_id", String(32), ForeignKey("users.id"), nullable=False),
+    Column("job_id", String(32), ForeignKey("jobs.id"), nullable=False, index=True),
+    Column("event_id", BigInteger, nullable=False),  # the job_events row it announces
+    Column("event_type", String(32), nullable=False),  # job.<status>
+    Column("url", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | delivered | failed
+    Column("payload", Text, nullable=True),  # the body, fixed at the first try so every try sends the same
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("fence", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("delivered_at", UTCDateTime, nullable=True),
+    Index("ix_webhook_deliveries_status_next", "status", "next_attempt_at"),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("delivery_id", String(40), ForeignKey("webhook_deliveries.id"), nullable=False, index=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("status_code", Integer, nullable=True),  # None: no answer (timeout, refused, not public)
+    Column("error", Text, nullable=True),
+    Column("duration_ms", Integer, nullable=False),
 )
 
 config_changes = Table(

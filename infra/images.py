@@ -61,6 +61,10 @@ class ImageInspector:
         self._allow = allowlist
         self._limits = limits or ImageLimits()
 
+    @property
+    def allowlist(self) -> Allowlist:
+        return self._allow
+
     def from_url(self, field: str, url: str) -> ImageFacts:
         body = self._fetch(field, url)
         facts = _facts(field, body)
@@ -85,17 +89,7 @@ class ImageInspector:
         return facts
 
     def check_target(self, field: str, url: str) -> None:
-        """Refuse URLs we must not fetch: unusable, not http(s), or resolving to a non-public address."""
-        try:
-            parsed = httpx.URL(url)
-        except httpx.InvalidURL as exc:  # NUL, CR/LF, a host that is no host (octal IPv4, broken IPv6)
-            raise InvalidInput(field, f"not a usable URL: {exc}") from None
-        if parsed.scheme not in ("http", "https") or not parsed.host:
-            raise InvalidInput(field, "must be an http(s) URL")
-        port = parsed.port or (443 if parsed.scheme == "https" else 80)
-        for address in _resolve(field, parsed.host, port):
-            if not is_public(address) and not self._allow.allows(parsed.host, port, address):
-                raise InvalidInput(field, f"{parsed.host} is not a public address; images must be on the internet")
+        check_public_url(field, url, self._allow, what="images")
 
     def _fetch(self, field: str, url: str) -> bytes:
         cap = self._limits.url_max_bytes
@@ -112,6 +106,21 @@ class ImageInspector:
             except httpx.HTTPError as exc:
                 raise InvalidInput(field, f"the image could not be fetched ({type(exc).__name__})") from None
         raise InvalidInput(field, f"more than {MAX_REDIRECTS} redirects")
+
+
+def check_public_url(field: str, url: str, allow: Allowlist, *, what: str) -> None:
+    """Refuse URLs we must not reach: unusable, not http(s), or resolving to a non-public address
+    (unless allow-listed). Input images and webhook targets go through this one check."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:  # NUL, CR/LF, a host that is no host (octal IPv4, broken IPv6)
+        raise InvalidInput(field, f"not a usable URL: {exc}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise InvalidInput(field, "must be an http(s) URL")
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    for address in _resolve(field, parsed.host, port):
+        if not is_public(address) and not allow.allows(parsed.host, port, address):
+            raise InvalidInput(field, f"{parsed.host} is not a public address; {what} must be on the internet")
 
 
 def _read_capped(field: str, chunks: Iterable[bytes], cap: int) -> bytes:

@@ -6,7 +6,8 @@ nothing and answers False, so two workers (or a worker and the reconciler) can n
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from domain import credits
 from domain.errors import Conflict
 from domain.jobs import REFUNDABLE, Job, JobKind, JobStatus, ResultFile, check_transition
+from infra import webhooks
 from infra.accounts import append, current_balance
 from infra.db import credit_ledger, job_events, jobs, users, vendor_attempts
 from infra.orders import consume_plan_credits
@@ -44,6 +46,8 @@ class NewJob:
     deadline_s: int = 0
     external_id: str | None = None
     retry_of: str | None = None
+    webhook_url: str | None = None
+    webhook_events: str | None = None  # completed | all
 
 
 @dataclass(frozen=True)
@@ -68,9 +72,28 @@ class JobEvent:
     detail: Mapping[str, Any]
 
 
+Announce = Callable[[Sequence[tuple[str, int]]], object]
+
+
 class JobStore:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, announce: Announce | None = None) -> None:
         self._engine = engine
+        self._announce = announce
+
+    def announce_with(self, announce: Announce) -> None:
+        """How new webhook deliveries are announced after their move commits: (delivery id, fence)
+        pairs, sent to the webhooks pool by the process's messages module. Unannounced (or lost)
+        deliveries are found by maintenance."""
+        self._announce = announce
+
+    @contextmanager
+    def _begin(self) -> Iterator[tuple[Connection, list[str]]]:
+        """A transaction whose new webhook deliveries are announced once it has committed."""
+        outbox: list[str] = []
+        with self._engine.begin() as conn:
+            yield conn, outbox
+        if outbox and self._announce is not None:
+            self._announce([(delivery_id, 0) for delivery_id in outbox])
 
     def create(self, new: NewJob, *, now: datetime) -> tuple[Job, bool]:
         """Charge and record the job in one transaction. Returns (job, created).
@@ -81,12 +104,8 @@ class JobStore:
         if new.idempotency_key and (earlier := self._by_key(new.user_id, new.idempotency_key)):
             return self._replay(earlier, new), False
         try:
-            with self._engine.begin() as conn:
-                entry = credits.charge(new.user_id, current_balance(conn, new.user_id), new.id, new.price, at=now)
-                conn.execute(insert(jobs).values(**_row(new, now)))
-                consume_plan_credits(conn, new.user_id, new.price)  # before the debit: plan credits <= balance
-                append(conn, entry)
-                conn.execute(insert(job_events).values(job_id=new.id, from_status=None, to_status=new.status, at=now))
+            with self._begin() as (conn, outbox):
+                _charge_and_insert(conn, outbox, new, now)
         except IntegrityError:
             earlier = self._by_key(new.user_id, new.idempotency_key) if new.idempotency_key else None
             if earlier is not None:
@@ -171,8 +190,8 @@ class JobStore:
         Returns the job's new fence (every move bumps it, so messages sent before the move are
         stale), or None when the job was not in `expected` with that fence: someone else moved it.
         """
-        with self._engine.begin() as conn:
-            return _move(conn, job_id, expected, target, now=now, fence=fence, detail=detail, **changes)
+        with self._begin() as (conn, outbox):
+            return _move(conn, outbox, job_id, expected, target, now=now, fence=fence, detail=detail, **changes)
 
     def claim(
         self,
@@ -221,12 +240,13 @@ class JobStore:
         any machines) count in-flight jobs one after the other. Returns (the admitted job, False),
         (None, True) when the owner is at its cap, (None, False) when the job moved on.
         """
-        with self._engine.begin() as conn:
+        with self._begin() as (conn, outbox):
             _lock_user(conn, job.user_id)
             if _in_flight(conn, [job.user_id]).get(job.user_id, 0) >= cap:
                 return None, True
             fence = _move(
                 conn,
+                outbox,
                 job.id,
                 JobStatus.QUEUED,
                 JobStatus.SUBMITTING,
@@ -270,9 +290,10 @@ class JobStore:
         None when the job moved on meanwhile (cancelled, or taken back); the task is then recorded
         as `abandoned`, for the caller to cancel at the vendor where it can.
         """
-        with self._engine.begin() as conn:
+        with self._begin() as (conn, outbox):
             fence = _move(
                 conn,
+                outbox,
                 job.id,
                 JobStatus.SUBMITTING,
                 JobStatus.PROCESSING,
@@ -510,7 +531,23 @@ def _row(new: NewJob, now: datetime) -> dict[str, Any]:
         "deadline_s": new.deadline_s,
         "external_id": new.external_id,
         "retry_of": new.retry_of,
+        "webhook_url": new.webhook_url,
+        "webhook_events": new.webhook_events,
     }
+
+
+def _charge_and_insert(conn: Connection, outbox: list[str], new: NewJob, now: datetime) -> None:
+    """One job, its charge and its first event, in the caller's transaction."""
+    entry = credits.charge(new.user_id, current_balance(conn, new.user_id), new.id, new.price, at=now)
+    conn.execute(insert(jobs).values(**_row(new, now)))
+    consume_plan_credits(conn, new.user_id, new.price)  # before the debit: plan credits <= balance
+    append(conn, entry)
+    event_id = conn.execute(
+        insert(job_events)
+        .values(job_id=new.id, from_status=None, to_status=new.status, at=now)
+        .returning(job_events.c.id)
+    ).scalar_one()
+    _outbox_add(conn, outbox, new.id, new.user_id, new.webhook_url, new.webhook_events, event_id, new.status, now)
 
 
 def _job(row: RowMapping) -> Job:
@@ -544,11 +581,14 @@ def _job(row: RowMapping) -> Job:
         archive_attempts=row["archive_attempts"],
         external_id=row["external_id"],
         retry_of=row["retry_of"],
+        webhook_url=row["webhook_url"],
+        webhook_events=row["webhook_events"],
     )
 
 
 def _move(
     conn: Connection,
+    outbox: list[str],
     job_id: str,
     expected: JobStatus,
     target: JobStatus,
@@ -567,15 +607,36 @@ def _move(
     cas = update(jobs).where(jobs.c.id == job_id, jobs.c.status == expected)
     if fence is not None:
         cas = cas.where(jobs.c.fence == fence)
-    new_fence = conn.execute(cas.values(**values).returning(jobs.c.fence)).scalar_one_or_none()
-    if new_fence is None:
+    moved = conn.execute(
+        cas.values(**values).returning(jobs.c.fence, jobs.c.user_id, jobs.c.webhook_url, jobs.c.webhook_events)
+    ).one_or_none()
+    if moved is None:
         return None
-    conn.execute(
-        insert(job_events).values(
-            job_id=job_id, from_status=expected, to_status=target, at=now, detail=dict(detail or {})
-        )
+    event_id = conn.execute(
+        insert(job_events)
+        .values(job_id=job_id, from_status=expected, to_status=target, at=now, detail=dict(detail or {}))
+        .returning(job_events.c.id)
+    ).scalar_one()
+    _outbox_add(conn, outbox, job_id, moved.user_id, moved.webhook_url, moved.webhook_events, event_id, target, now)
+    return int(moved.fence)
+
+
+def _outbox_add(
+    conn: Connection,
+    outbox: list[str],
+    job_id: str,
+    user_id: str,
+    url: str | None,
+    events: str | None,
+    event_id: int,
+    status: JobStatus,
+    now: datetime,
+) -> None:
+    delivery = webhooks.add(
+        conn, job_id=job_id, user_id=user_id, url=url, events=events, event_id=event_id, status=status, now=now
     )
-    return int(new_fence)
+    if delivery is not None:
+        outbox.append(delivery)
 
 
 def _end_attempt(

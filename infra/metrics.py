@@ -34,6 +34,9 @@ STAGE_LATENCY = Histogram(
     "genq_stage_seconds", "Time a job spent in a stage", ["kind", "stage"], buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900)
 )
 VENDOR_CALLS = Counter("genq_vendor_calls_total", "Calls to vendors", ["vendor", "endpoint", "outcome"])
+WEBHOOK_DELIVERIES = Counter(
+    "genq_webhook_deliveries_total", "Webhook tries by outcome (delivered, retry, failed)", ["outcome"]
+)
 POLLS = Counter("genq_polls_total", "Vendor status polls", ["kind"])
 REQUEUES = Counter("genq_requeues_total", "Jobs put back with a delay (slots full, vendor busy)", ["slot", "reason"])
 CREDITS_CHARGED = Counter("genq_credits_charged_total", "Credits charged for jobs", ["kind"])

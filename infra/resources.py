@@ -21,6 +21,7 @@ from infra.ratelimit import RateLimiter
 from infra.rooms import Rooms
 from infra.settings import Settings
 from infra.storage import Storage, make_s3_client
+from infra.webhooks import WebhookStore
 
 
 def redis_url(settings: Settings) -> str:
@@ -48,6 +49,7 @@ class Resources:
     rate: RateLimiter
     membership: Membership
     config: ConfigStore  # admin overrides of prices, plans, limits, polling: read through effective()
+    webhooks: WebhookStore
     login: LoginCodes | None  # None until JWT_SECRET is set: phone login is off
     tokens: Tokens | None
 
@@ -70,6 +72,7 @@ class Resources:
             rate=RateLimiter(client),
             membership=Membership(engine),
             config=ConfigStore(engine),
+            webhooks=WebhookStore(engine),
             login=LoginCodes(engine, secret) if secret else None,
             tokens=Tokens(secret, access_ttl_s=settings.access_token_ttl_s, refresh_ttl_s=settings.refresh_token_ttl_s)
             if secret

@@ -197,6 +197,10 @@ class Settings:
     # API keys: each process keeps a looked-up key this long; a revocation reaches the other processes
     # within it (the revoking process forgets at once)
     key_cache_ttl_s: float = 5.0
+    # webhooks (SPEC §8): targets must be public addresses unless FETCH_ALLOWLIST lists them
+    webhook_timeout_s: float = 10.0
+    webhook_retry_for_s: int = 24 * 3600  # a delivery is retried with backoff for this long, then given up
+    webhook_retry_waits_s: str = "5,30,120,600,1800,3600,7200,14400,28800"  # then the last step, until RETRY_FOR
     # set by `genq run` for its children: they stop when it is gone
     supervisor_pid: int = 0
     log_level: str = "info"
@@ -229,6 +233,10 @@ class Settings:
     @property
     def retry_waits(self) -> tuple[float, ...]:
         return tuple(float(w) for w in self.retry_waits_s.split(",") if w.strip())
+
+    @property
+    def webhook_retry_waits(self) -> tuple[float, ...]:
+        return tuple(float(w) for w in self.webhook_retry_waits_s.split(",") if w.strip())
 
     def public(self) -> dict[str, str]:
         """Every setting as text, secrets masked: safe to print or log."""

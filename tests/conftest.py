@@ -37,6 +37,9 @@ from infra.db import (
     sms_codes,
     users,
     vendor_attempts,
+    webhook_attempts,
+    webhook_deliveries,
+    webhook_secrets,
 )
 from infra.embedded import EmbeddedRedis, EmbeddedS3, free_port
 from infra.migrate import upgrade
@@ -44,7 +47,7 @@ from infra.resources import Resources
 from infra.serving import ServerThread
 from infra.settings import Secret, Settings
 from infra.tokens import RedisTokenCache
-from tests.support import SAMPLES, SAMPLES_PORT, SIM_MEDIA_SCALE
+from tests.support import HOOKS_PORT, SAMPLES, SAMPLES_PORT, SIM_MEDIA_SCALE, HookReceiver
 from vendors.sim.common import asgi_app
 from vendors.sim.douyin import DouyinSim
 from vendors.sim.hunyuan3d import Hunyuan3DSim
@@ -55,8 +58,8 @@ from vendors.sim.tencent_ci import TencentCiSim
 from vendors.sim.tencent_sms import SmsSim
 from vendors.sim.wechat import WechatSim
 from workers import broker as workers_broker
-from workers import runtime
-from workers.boot import moderation_platforms, sms_client, vendor_clients
+from workers import messages, runtime
+from workers.boot import moderation_platforms, sms_client, vendor_clients, webhook_client
 
 
 @pytest.fixture(scope="session")
@@ -93,6 +96,20 @@ def sample_images() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def hook_server() -> Iterator[HookReceiver]:
+    receiver = HookReceiver(HOOKS_PORT).start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture
+def hooks(hook_server: HookReceiver) -> HookReceiver:
+    """A webhook receiver on loopback (allow-listed in the settings), emptied for each test."""
+    hook_server.reset()
+    return hook_server
+
+
+@pytest.fixture(scope="session")
 def base_settings(
     env_settings: Settings, redis_url: str, s3_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Settings:
@@ -126,8 +143,10 @@ def base_settings(
         sms_sdk_app_id="1400" + str(uuid.uuid4().int)[:6],
         sms_sign_name="genq",
         sms_template_id="1000001",
-        fetch_allowlist=f"127.0.0.1:{SAMPLES_PORT}",
+        fetch_allowlist=f"127.0.0.1:{SAMPLES_PORT},127.0.0.1:{HOOKS_PORT}",
         retry_waits_s="0,0,0",
+        webhook_retry_waits_s="0",
+        webhook_timeout_s=5.0,
         vendor_busy_pause_s=0.05,
         poll_schedule_image="0:0.05",
         poll_schedule_video_720p="0:0.05",
@@ -171,6 +190,9 @@ def resources(base_settings: Settings, db: Engine, redis_client: redis.Redis) ->
 def _empty(engine: Engine) -> None:
     with engine.begin() as conn:
         for table in (
+            webhook_attempts,
+            webhook_deliveries,
+            webhook_secrets,
             admin_actions,
             config_changes,
             config_overrides,
@@ -294,10 +316,13 @@ def runtime_(resources: Resources, sims: httpx.MockTransport) -> Iterator[runtim
         audits=resources.audits,
         moderation=moderation_platforms(resources.settings, RedisTokenCache(resources.redis), transport=sims),
         membership=resources.membership,
+        webhooks=resources.webhooks,
+        webhook_http=webhook_client(resources.settings),  # real HTTP: receivers listen on loopback
         login=resources.login,
         sms=sms_client(resources.settings, transport=sims),
         rng=random.Random(3),
     )
+    resources.jobs.announce_with(messages.webhooks)
     yield runtime.install(rt)
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 
 import httpx
@@ -25,6 +28,8 @@ SAMPLES_PORT = free_port()
 SAMPLES = f"http://127.0.0.1:{SAMPLES_PORT}/samples"
 GARMENT = f"{SAMPLES}/garment.png"
 POSE12_INPUT = {"image_url": GARMENT, "scene": "street", "category": "dress"}
+# Webhook receivers listen here (HookReceiver), also allow-listed.
+HOOKS_PORT = free_port()
 # The simulators' outputs (photos, videos, 3D models) at a tenth of the vendors' size and length:
 # real files, made in milliseconds. Tests of the full sizes set `media_scale` 1 themselves.
 SIM_MEDIA_SCALE = 0.1
@@ -86,3 +91,66 @@ class HeldCall:
             self.started.set()
             self._released.wait(30)
         return self._handle(request)
+
+
+@dataclass(frozen=True)
+class Hook:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    answered: int
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class HookReceiver:
+    """A webhook subscriber on loopback: records every POST; `fail(path, n, status)` makes the next
+    `n` POSTs to `path` answer `status` (500 by default), then 204."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self._lock = threading.Lock()
+        self._received: list[Hook] = []
+        self._failures: dict[str, list[int]] = {}
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                with receiver._lock:
+                    pending = receiver._failures.get(self.path, [])
+                    status = pending.pop(0) if pending else 204
+                    receiver._received.append(Hook(self.path, dict(self.headers.items()), body, status))
+                self.send_response(status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def fail(self, path: str, times: int, status: int = 500) -> None:
+        with self._lock:
+            self._failures[path] = [status] * times
+
+    def received(self, path: str | None = None) -> list[Hook]:
+        with self._lock:
+            return [h for h in self._received if path is None or h.path == path]
+
+    def reset(self) -> None:
+        with self._lock:
+            self._received.clear()
+            self._failures.clear()
+
+    def start(self) -> HookReceiver:
+        threading.Thread(target=self._server.serve_forever, name="hooks", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -4,6 +4,6 @@ Worker processes and tests import this before installing a broker; the API sends
 (workers.messages) and needs none of it.
 """
 
-from workers import accounts, archiving, generation, maintenance, moderation, polling, refunds
+from workers import accounts, archiving, generation, maintenance, moderation, polling, refunds, webhooks
 
-__all__ = ["accounts", "archiving", "generation", "maintenance", "moderation", "polling", "refunds"]
+__all__ = ["accounts", "archiving", "generation", "maintenance", "moderation", "polling", "refunds", "webhooks"]

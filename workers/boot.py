@@ -30,7 +30,7 @@ from vendors.runninghub import RunningHubClient
 from vendors.tencent_ci import TencentCiClient
 from vendors.tencent_sms import SmsClient
 from vendors.wechat_sec import WechatModeration
-from workers import broker, maintenance, runtime
+from workers import broker, maintenance, messages, runtime
 
 log = structlog.get_logger()
 IDLE_FETCH_MS = 100
@@ -120,9 +120,15 @@ def build_runtime(resources: Resources) -> runtime.Runtime:
         audits=resources.audits,
         moderation=moderation_platforms(settings, RedisTokenCache(resources.redis)),
         membership=resources.membership,
+        webhooks=resources.webhooks,
+        webhook_http=webhook_client(settings),
         login=resources.login,
         sms=sms_client(settings),
     )
+
+
+def webhook_client(settings: Settings, *, transport: httpx.BaseTransport | None = None) -> httpx.Client:
+    return httpx.Client(timeout=settings.webhook_timeout_s, follow_redirects=False, transport=transport)
 
 
 def sms_client(settings: Settings, *, transport: httpx.BaseTransport | None = None) -> SmsClient | None:
@@ -146,6 +152,7 @@ def run(settings: Settings, queues: Sequence[str], *, threads: int, stop: thread
     stop = stop or _stop_on_signals()
     exit_with_parent(settings.supervisor_pid)
     resources = Resources.open(settings)
+    resources.jobs.announce_with(messages.webhooks)
     runtime.install(build_runtime(resources))
     if "archiving" in queues:
         resources.storage.ensure_bucket()

@@ -23,7 +23,7 @@ from workers import runtime
 P = ParamSpec("P")
 R = TypeVar("R")
 
-QUEUES: Final = ("moderation", "generation", "polling", "archiving", "refunds", "maintenance")
+QUEUES: Final = ("moderation", "generation", "polling", "archiving", "refunds", "maintenance", "webhooks")
 NAMESPACE: Final = "genq"
 
 ACTORS: list[dramatiq.Actor[Any, Any]] = []

@@ -13,7 +13,8 @@ maintenance process (a Redis lock) makes one pass:
    message that state's actor needs (the old chain, if alive, is now stale), and puts `queued`
    jobs the rooms lost back in them;
 6. admits in every room (the fallback: admission normally happens at each release), and re-sends
-   lost refunds.
+   lost refunds;
+7. re-drives webhook deliveries overdue by WEBHOOK_GRACE_S (a lost message, a dead webhooks worker).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ log = structlog.get_logger()
 LOCK_KEY = "genq:maintenance:reconcile"
 SWEEP_KEY = "genq:maintenance:membership-sweep"
 SWEEP_EVERY_S = 86_400
+WEBHOOK_GRACE_S = 30.0  # a delivery's own message normally runs at its due time: leave it that long
 
 
 def reconcile(rt: Runtime) -> int:
@@ -122,7 +124,19 @@ def redrive(rt: Runtime) -> int:
         S.ARCHIVING: s.stale_archiving_s,
     }
     sent = sum(redrive_job(rt, job) for job in rt.jobs.stale(bounds, now=now))
-    return sent + _requeue_lost(rt)
+    return sent + _requeue_lost(rt) + redrive_webhooks(rt)
+
+
+def redrive_webhooks(rt: Runtime) -> int:
+    """Deliveries whose try is overdue get a new fence (their old message, if it ever runs, is
+    stale) and a new message."""
+    sent = 0
+    for delivery in rt.webhooks.overdue(now=rt.now() - timedelta(seconds=WEBHOOK_GRACE_S)):
+        fence = rt.webhooks.redrive(delivery)
+        if fence is not None and messages.webhook(delivery.id, fence):
+            metrics.RECONCILED.labels("webhook").inc()
+            sent += 1
+    return sent
 
 
 def redrive_job(rt: Runtime, job: Job) -> bool:

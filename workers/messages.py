@@ -8,6 +8,7 @@ anyway, and maintenance re-drives every job that stays too long in its state.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import dramatiq
@@ -78,6 +79,17 @@ def cancel_task(job_id: str) -> bool:
 def refund(job_id: str) -> bool:
     """Refunds are keyed by the ledger (one per job), not fenced: any copy is harmless."""
     return send("refunds", "refunds.refund_job", job_id)
+
+
+def webhook(delivery_id: str, fence: int, *, delay_ms: int | None = None) -> bool:
+    """Try a webhook delivery (fenced like job messages: a stale copy sends nothing)."""
+    return send("webhooks", "webhooks.deliver", delivery_id, fence, delay_ms=delay_ms)
+
+
+def webhooks(deliveries: Sequence[tuple[str, int]]) -> None:
+    """Announce the deliveries a committed state move wrote (the job store calls this)."""
+    for delivery_id, fence in deliveries:
+        webhook(delivery_id, fence)
 
 
 def login_code(phone: str) -> bool:

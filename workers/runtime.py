@@ -29,6 +29,7 @@ from infra.orders import Membership
 from infra.rooms import Rooms
 from infra.settings import Settings
 from infra.storage import Storage
+from infra.webhooks import WebhookStore
 from vendors.base import GenerationVendor, VendorError, VendorRejected, VendorUnavailable
 from vendors.moderation import ModerationPlatform
 from vendors.tencent_sms import SmsClient
@@ -85,6 +86,8 @@ class Runtime:
     audits: AuditStore
     moderation: Mapping[str, ModerationPlatform]
     membership: Membership
+    webhooks: WebhookStore
+    webhook_http: httpx.Client  # POSTs webhooks; no base URL, no redirects followed
     login: LoginCodes | None = None
     sms: SmsClient | None = None
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
