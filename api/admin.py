@@ -79,6 +79,8 @@ class AdminJobOut(msgspec.Struct):
     deadline_at: datetime
     finished_at: datetime | None = None
     error: ErrorOut | None = None
+    batch_id: str | None = None
+    batch_row: int | None = None
 
     @classmethod
     def of(cls, job: Job) -> AdminJobOut:
@@ -98,6 +100,8 @@ class AdminJobOut(msgspec.Struct):
             deadline_at=job.deadline_at,
             finished_at=job.finished_at,
             error=ErrorOut(job.error_code, job.error_message or "") if job.error_code else None,
+            batch_id=job.batch_id,
+            batch_row=job.batch_row,
         )
 
 
@@ -136,6 +140,8 @@ class UsageOut(msgspec.Struct):
     submitted: int = 0  # jobs created in the month
     succeeded: int = 0  # jobs that finished in the month, by how
     failed: int = 0  # any refundable terminal state: failed, timed_out, cancelled, audit_failed
+    batches: int = 0  # batches created in the month
+    batch_jobs: int = 0  # of the jobs created, those that are rows of a batch (retries included)
     credits_charged: int = 0  # ledger rows written in the month
     credits_refunded: int = 0
 
@@ -259,12 +265,13 @@ class AdminController(Controller):
         user_id: FromQuery[str | None] = None,
         status: FromQuery[JobStatus | None] = None,
         kind: FromQuery[JobKind | None] = None,
+        batch_id: FromQuery[str | None] = None,
         limit: Limit = 20,
         cursor: FromQuery[str | None] = None,
     ) -> AdminJobPage:
-        """Every user's jobs, newest first, filtered by owner, status and kind."""
+        """Every user's jobs, newest first, filtered by owner, status, kind and batch."""
         found, next_cursor = resources.jobs.search(
-            user_id=user_id or None, status=status, kind=kind, limit=limit, cursor=cursor
+            user_id=user_id or None, status=status, kind=kind, batch_id=batch_id or None, limit=limit, cursor=cursor
         )
         return AdminJobPage([AdminJobOut.of(job) for job in found], next_cursor)
 

@@ -15,6 +15,7 @@ from api import docs, errors, ops
 from api.accounts import AuthController, create_upload, list_plans, membership
 from api.admin import AdminController
 from api.auth import current_user
+from api.batches import BatchesController
 from api.callbacks import ModerationPlatforms, kie_callback, moderation_callback
 from api.events import job_events
 from api.jobs import JobsController, json_only
@@ -63,6 +64,7 @@ def create_app(resources: Resources, *, channels: Channels | None = None) -> Lit
             job_events,
             KeysController,
             WebhooksController,
+            BatchesController,
             AdminController,
             AuthController,
             OrdersController,

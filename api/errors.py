@@ -25,6 +25,7 @@ STATUS_BY_CODE = {
     "rate_limited": 429,
     "insufficient_credits": 402,
     "invalid_input": 422,
+    "batch_too_large": 422,
     "not_found": 404,
     "conflict": 409,
     "too_late": 409,

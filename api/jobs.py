@@ -321,51 +321,64 @@ async def to_thread(call: Callable[[], T]) -> T:
 
 
 def retry(resources: Resources, prices: PriceList, job: Job) -> Job:
+    """Run `job` again as a new job, charged again; see `again`."""
+    retried, _ = _record(resources, again(resources, prices, job))
+    return retried
+
+
+def again(resources: Resources, prices: PriceList, job: Job) -> NewJob:
     """A new job for the same owner: the same kind and input (checked when first submitted), in the
-    same class, charged again. A direct upload's signed URL, written in when first submitted, is made
-    afresh."""
+    same class, webhook and batch row, priced today. A direct upload's signed URL, written in when
+    first submitted, is made afresh."""
     job_input = dict(job.input)
     if job_input.get("upload_key"):
         job_input.pop("image_url", None)
     terms = prices.quote(job.kind, job_input)
-    again, _ = _record(
-        resources,
-        NewJob(
-            id=new_id(),
-            user_id=job.user_id,
-            kind=job.kind,
-            status=JobStatus.QUEUED,
-            input=job_input,
-            price=terms.price,
-            vendor=job.vendor,
-            model=job.model,
-            deadline_at=datetime.now(UTC),
-            deadline_s=terms.deadline_s,
-            priority=job.priority,
-            moderation_platform=job.moderation_platform or resources.settings.moderation_platform,
-            retry_of=job.id,
-            webhook_url=job.webhook_url,
-            webhook_events=job.webhook_events,
-        ),
+    return NewJob(
+        id=new_id(),
+        user_id=job.user_id,
+        kind=job.kind,
+        status=JobStatus.QUEUED,
+        input=job_input,
+        price=terms.price,
+        vendor=job.vendor,
+        model=job.model,
+        deadline_at=datetime.now(UTC),
+        deadline_s=terms.deadline_s,
+        priority=job.priority,
+        moderation_platform=job.moderation_platform or resources.settings.moderation_platform,
+        retry_of=job.id,
+        webhook_url=job.webhook_url,
+        webhook_events=job.webhook_events,
+        batch_id=job.batch_id,
+        batch_row=job.batch_row,
     )
-    return again
 
 
 def _record(resources: Resources, new: NewJob) -> tuple[Job, bool]:
-    """Charge and record a job, then send its first message: moderation's when audits are on (its
-    deadline AUDIT_DEADLINE_S), else its room's (MAX_WAIT_S). Returns (job, created)."""
+    """Charge and record a job, then send its first message. Returns (job, created)."""
+    now = datetime.now(UTC)
+    job, created = resources.jobs.create(first_stage(resources, new, now=now), now=now)
+    if created:
+        started(resources, job.id, job.kind, job.price)
+    return job, created
+
+
+def first_stage(resources: Resources, new: NewJob, *, now: datetime) -> NewJob:
+    """A new job's first state: moderation when audits are on (its deadline AUDIT_DEADLINE_S),
+    else its room (MAX_WAIT_S)."""
     settings = resources.effective()
     audit = resources.settings.audit_enabled
-    now = datetime.now(UTC)
-    new = replace(
+    return replace(
         new,
         status=JobStatus.PENDING_AUDIT if audit else JobStatus.QUEUED,
         deadline_at=now + timedelta(seconds=settings.audit_deadline_s if audit else settings.max_wait_s),
         moderation_platform=new.moderation_platform if audit else None,
     )
-    job, created = resources.jobs.create(new, now=now)
-    if created:
-        metrics.JOBS_SUBMITTED.labels(job.kind).inc()
-        metrics.CREDITS_CHARGED.labels(job.kind).inc(job.price)
-        (messages.check if audit else messages.enqueue)(job.id, job.fence)
-    return job, created
+
+
+def started(resources: Resources, job_id: str, kind: JobKind, price: int) -> None:
+    """Count a job recorded (committed) and send its first message (a new job's fence is 0)."""
+    metrics.JOBS_SUBMITTED.labels(kind).inc()
+    metrics.CREDITS_CHARGED.labels(kind).inc(price)
+    (messages.check if resources.settings.audit_enabled else messages.enqueue)(job_id, 0)

@@ -6,7 +6,7 @@ import logging
 import sys
 import time
 
-from bench import measure, report, scale
+from bench import measure, report, scale, zips
 from bench.harness import WORKER_THREADS, running
 from bench.results import Batch, Handoff
 from bench.scenarios import FAST, SLOW, member, run_queue, seed_batch, video
@@ -16,6 +16,7 @@ from domain.jobs import JobKind
 from domain.plans import parse_plans
 from domain.scheduling import PollSchedule
 from infra import logging as genq_logging
+from infra.resources import Resources
 from infra.settings import Settings
 
 MODEL_LIMIT = 10  # KIE_CONCURRENCY_SORA_2_PRO: above every plan cap but enterprise's, so the plan binds
@@ -37,7 +38,8 @@ def batch(settings: Settings, plan: str) -> Batch:
         user = member(h, plan)
         bodies = seed_batch()
         vendor_s = len(bodies) / 2 * (scale.VIDEO_720P_S + scale.VIDEO_1080P_S)
-        t0, submit_s = run_queue(h, user, bodies, timeout_s=budget(vendor_s, cap))
+        rows = parse_plans(settings.plans)[plan].batch  # seed 001: batches of the plan's size (15, 50)
+        t0, submit_s = run_queue(h, user, bodies, timeout_s=budget(vendor_s, cap), batch_rows=rows)
         calls, at_vendor = measure.status_calls(h), measure.most_at_vendor(h)
         runs = measure.runs(h, user)
     return Batch(plan, cap, slow_cap, t0, tuple(runs), calls, at_vendor, submit_s)
@@ -55,6 +57,15 @@ def handoff(settings: Settings) -> Handoff:
     return Handoff(tuple(runs), interval)
 
 
+def archive_runs(settings: Settings) -> list[zips.ZipRun]:
+    resources = Resources.open(settings)
+    try:
+        resources.storage.ensure_bucket()
+        return zips.measure(resources.storage)
+    finally:
+        resources.close()
+
+
 def main() -> int:
     settings_env = Settings.from_env()
     started = time.monotonic()
@@ -65,6 +76,7 @@ def main() -> int:
         pairs = [(batch(settings, plan), seed) for plan, seed in PLANS]
         print("\n" + report.batch_table(pairs), flush=True)
         print("\n" + report.handoff_table(handoff(settings)), flush=True)
+        print("\n" + report.zip_table(archive_runs(settings), zips.FILE_BYTES), flush=True)
     print(f"\n(bench took {time.monotonic() - started:.0f} s)")
     return 0
 

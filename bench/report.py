@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from bench import scale
 from bench.results import Batch, Handoff, quantile
 from bench.scale import SeedRow
+from bench.zips import ZipRun
 from domain.scheduling import PollSchedule
 from infra.settings import Settings
 
@@ -78,7 +79,7 @@ BATCH_ROWS = (
     Row("vendor status calls (recordInfo) per job", lambda b: f"{b.calls_per_job:.1f}"),
     Row("  of which polls (+1: archiving's lookup)", lambda b: f"{b.polls_per_job:.1f}"),
     Row("  ideal polls for the schedule", lambda b: f"{b.ideal_polls_per_job:.1f}", lambda s: f"{seed_polls(s):.1f}"),
-    Row("submission: 100 POSTs, before t0", lambda b: seconds(b.submit_s)),
+    Row("submission: POST /v1/batches of the plan's size, before t0", lambda b: seconds(b.submit_s)),
 )
 
 
@@ -93,6 +94,23 @@ def batch_table(pairs: Sequence[tuple[Batch, SeedRow | None]]) -> str:
             cells += [row.genq(batch)] + ([row.seed(seed)] if seed else [])
         body.append(cells)
     return render(header, body)
+
+
+def zip_table(runs: Sequence[ZipRun], file_bytes: int) -> str:
+    title = (
+        "batch archive (issue 9 g): GET /v1/batches/{id}/archive's zip, streamed from storage;"
+        f" baseline: one file, {file_bytes / 2**20:.0f} MiB"
+    )
+    body = [
+        [
+            str(run.rows),
+            f"{run.zip_bytes / 2**20:.0f} MiB",
+            f"{run.peak_bytes / 2**20:.1f} MiB",
+            f"{run.peak_bytes / file_bytes:.2f}",
+        ]
+        for run in runs
+    ]
+    return title + "\n" + render(["rows", "zip", "peak traced memory", "peak / one file"], body)
 
 
 def handoff_table(handoff: Handoff) -> str:
@@ -127,8 +145,9 @@ def preamble(settings: Settings, *, model_limit: int, threads: int) -> str:
             f"  dramatiq's idle back-off (worker_timeout, 1000 ms by default) {scale.worker_idle_ms()} ms;"
             " KIE's createTask rate window.",
             "  Not scaled: the engine's own work (database, Redis, HTTP), deadlines, lease TTLs.",
-            '100 sora-2-pro jobs, "priority": "batch": 50 x 720p-10 s (batch_fast) + 50 x 1080p-15 s (batch_slow)',
-            f"  for one user per plan; KIE_CONCURRENCY_SORA_2_PRO={model_limit}.",
+            "100 sora-2-pro videos through POST /v1/batches: 50 x 720p-10 s (batch_fast) + 50 x 1080p-15 s",
+            "  (batch_slow), rows given slow-first, in batches of the plan's size (Pro 15: 7 batches; enterprise",
+            f"  50: two) for one user per plan; KIE_CONCURRENCY_SORA_2_PRO={model_limit}.",
         ]
     )
 

@@ -47,10 +47,13 @@ def member(h: Harness, plan: str, credits_: int = 1_000_000) -> NewUser:
     return user
 
 
-def run_queue(h: Harness, user: NewUser, bodies: Sequence[dict[str, Any]], *, timeout_s: float) -> tuple[float, float]:
+def run_queue(
+    h: Harness, user: NewUser, bodies: Sequence[dict[str, Any]], *, timeout_s: float, batch_rows: int = 0
+) -> tuple[float, float]:
     """Fill the room, open it, wait until every job ends; returns t0 (the opening, epoch seconds) and
-    how long the submissions took."""
-    submit_s = _fill(h, user, bodies)
+    how long the submissions took. With `batch_rows`, the bodies go in through POST /v1/batches, that
+    many rows at a time (the plan's batch size), as seed 001's users submit them."""
+    submit_s = _fill(h, user, bodies, batch_rows)
     t0 = time.time()
     h.resources.rooms.resume(ROOM)
     messages.admit(ROOM)
@@ -58,14 +61,18 @@ def run_queue(h: Harness, user: NewUser, bodies: Sequence[dict[str, Any]], *, ti
     return t0, submit_s
 
 
-def _fill(h: Harness, user: NewUser, bodies: Sequence[dict[str, Any]]) -> float:
+def _fill(h: Harness, user: NewUser, bodies: Sequence[dict[str, Any]], batch_rows: int) -> float:
     """Pause the room (Redis was flushed: have it rebuilt first), submit every body, wait until all wait."""
     h.resources.rooms.pause(ROOM, ms=3_600_000)
     messages.admit(ROOM)
     wait_until(lambda: h.resources.rooms.ready(ROOM), timeout_s=30, what="the room to be rebuilt")
     started = time.monotonic()
-    for body in bodies:
-        _post(h, user, body)
+    if batch_rows:
+        for first in range(0, len(bodies), batch_rows):
+            _post_batch(h, user, bodies[first : first + batch_rows])
+    else:
+        for body in bodies:
+            _post(h, user, body)
     count = len(bodies)
     wait_until(lambda: len(h.resources.rooms.snapshot(ROOM).waiting) == count, timeout_s=60, what="every job to wait")
     return time.monotonic() - started
@@ -75,6 +82,17 @@ def _post(h: Harness, user: NewUser, body: dict[str, Any]) -> str:
     resp = h.api.post("/v1/jobs", json=body, headers={"Authorization": f"Bearer {user.api_key}"})
     if resp.status_code != 202:
         raise RuntimeError(f"POST /v1/jobs answered {resp.status_code}: {resp.text}")
+    return str(resp.json()["id"])
+
+
+def _post_batch(h: Harness, user: NewUser, bodies: Sequence[dict[str, Any]]) -> str:
+    """One batch: the shared fields as defaults, each body's own (resolution, duration) as its row."""
+    shared = {"model": "sora-2-pro", "prompt": "a red coat in the wind"}
+    rows = [{"input": {k: v for k, v in body["input"].items() if k not in shared}} for body in bodies]
+    batch = {"defaults": {"kind": "video", "input": shared}, "rows": rows}
+    resp = h.api.post("/v1/batches", json=batch, headers={"Authorization": f"Bearer {user.api_key}"})
+    if resp.status_code != 201:
+        raise RuntimeError(f"POST /v1/batches answered {resp.status_code}: {resp.text}")
     return str(resp.json()["id"])
 
 

@@ -111,6 +111,8 @@ class Job:
     retry_of: str | None = None  # the job this one retries
     webhook_url: str | None = None  # where its events are delivered
     webhook_events: str | None = None  # domain.webhooks.EventFilter
+    batch_id: str | None = None  # the batch it is a row of
+    batch_row: int | None = None  # that row's index (0-based); a retried row's jobs share it
 
     @property
     def slot(self) -> str:

@@ -48,5 +48,12 @@ def extended(member_until: datetime | None, *, now: datetime, days: int) -> date
     return start + timedelta(days=days)
 
 
+def batch_limit(plans: Mapping[str, Plan], plan: str | None, *, member: bool) -> tuple[str, int]:
+    """(the plan that counts, the rows it allows in one batch); a lapsed or unknown plan is "free"."""
+    counted = plan if member and plan is not None and plan in plans else "free"
+    found = plans.get(counted)
+    return counted, found.batch if found is not None else 1
+
+
 def is_member(member_until: datetime | None, *, now: datetime) -> bool:
     return member_until is not None and member_until > now

@@ -137,6 +137,8 @@ jobs = Table(
     Column("retry_of", String(32), nullable=True, index=True),  # the job this one retries (0007)
     Column("webhook_url", Text, nullable=True),  # where its events are delivered (0009)
     Column("webhook_events", String(16), nullable=True),  # completed | all
+    Column("batch_id", String(32), nullable=True, index=True),  # the batch it is a row of (0010)
+    Column("batch_row", Integer, nullable=True),  # its row: a row's retries share it
     UniqueConstraint("user_id", "idempotency_key"),
     UniqueConstraint("user_id", "external_id"),
     CheckConstraint(f"status IN ({', '.join(repr(s.value) for s in JobStatus)})", name="status_known"),
@@ -144,6 +146,26 @@ jobs = Table(
     Index("ix_jobs_status_updated", "status", "updated_at"),
     Index("ix_jobs_user_status", "user_id", "status"),
     Index("ix_jobs_status_deadline", "status", "deadline_at"),
+)
+
+# A batch (0010): rows of one kind from defaults + overrides, each row a job (its retries more
+# jobs of the same row). Its progress is read from its jobs; it stores only what they cannot say.
+batches = Table(
+    "batches",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("user_id", String(32), ForeignKey("users.id"), nullable=False),
+    Column("name", String(128), nullable=True),
+    Column("kind", String(32), nullable=False),
+    Column("defaults", JSON, nullable=False),  # {"input", "webhook_url"?, "webhook_events"?}
+    Column("rows", Integer, nullable=False),
+    Column("status", String(16), nullable=False),  # running | paused | cancelled (completed is read)
+    Column("idempotency_key", String(128), nullable=True),
+    Column("request_hash", String(64), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("user_id", "idempotency_key"),
+    Index("ix_batches_user_created", "user_id", "created_at", "id"),
 )
 
 # Every call that may create a vendor task, written down before the call is made: a task the

@@ -12,15 +12,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, RowMapping, exists, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, RowMapping, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from domain import credits
-from domain.errors import Conflict
+from domain.errors import Conflict, InsufficientCredits
 from domain.jobs import REFUNDABLE, Job, JobKind, JobStatus, ResultFile, check_transition
 from infra import webhooks
 from infra.accounts import append, current_balance
-from infra.db import credit_ledger, job_events, jobs, users, vendor_attempts
+from infra.db import batches, credit_ledger, job_events, jobs, users, vendor_attempts
 from infra.orders import consume_plan_credits
 from infra.paging import newest_first
 
@@ -48,6 +48,20 @@ class NewJob:
     retry_of: str | None = None
     webhook_url: str | None = None
     webhook_events: str | None = None  # completed | all
+    batch_id: str | None = None
+    batch_row: int | None = None
+
+
+@dataclass(frozen=True)
+class NewBatch:
+    id: str
+    user_id: str
+    name: str | None
+    kind: JobKind
+    defaults: Mapping[str, Any]
+    rows: int
+    idempotency_key: str | None = None
+    request_hash: str | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +134,24 @@ class JobStore:
         assert job is not None
         return job, True
 
+    def create_many(self, news: Sequence[NewJob], *, now: datetime, batch: NewBatch | None = None) -> None:
+        """Charge and record jobs of one user (and the batch they make) in one transaction: all of
+        them or, when the balance is short of their total, none (InsufficientCredits names the total)."""
+        if not news:
+            return
+        user_id, total = news[0].user_id, sum(new.price for new in news)
+        with self._begin() as (conn, outbox):
+            balance = current_balance(conn, user_id)
+            if balance < total:
+                raise InsufficientCredits(total, balance)
+            if batch is not None:
+                conn.execute(insert(batches).values(**_batch_row(batch, now)))
+            try:
+                for new in news:
+                    _charge_and_insert(conn, outbox, new, now)
+            except InsufficientCredits:  # spent meanwhile by a concurrent charge: nothing is written
+                raise InsufficientCredits(total, current_balance(conn, user_id)) from None
+
     def get(self, job_id: str) -> Job | None:
         with self._engine.connect() as conn:
             row = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().one_or_none()
@@ -157,11 +189,14 @@ class JobStore:
         status: JobStatus | None = None,
         kind: JobKind | None = None,
         external_id: str | None = None,
+        batch_id: str | None = None,
         limit: int = 20,
         cursor: str | None = None,
     ) -> tuple[list[Job], str | None]:
         """Jobs (of one user, or everyone's for admins), newest first, filtered."""
         query = select(jobs)
+        if batch_id is not None:
+            query = query.where(jobs.c.batch_id == batch_id)
         if external_id is not None:
             query = query.where(jobs.c.external_id == external_id)
         if user_id is not None:
@@ -237,11 +272,14 @@ class JobStore:
         """Admission: `queued` -> `submitting` for the job's next attempt, within the owner's plan cap.
 
         The owner's row is locked first, so two admissions of one user's jobs (in any rooms, on
-        any machines) count in-flight jobs one after the other. Returns (the admitted job, False),
-        (None, True) when the owner is at its cap, (None, False) when the job moved on.
+        any machines) count in-flight jobs one after the other; a batch's pause takes the same lock,
+        so no row of a paused batch is admitted. Returns (the admitted job, False), (None, True) when
+        the owner is at its cap, (None, False) when the job moved on or its batch is paused.
         """
         with self._begin() as (conn, outbox):
             _lock_user(conn, job.user_id)
+            if job.batch_id is not None and _batch_status(conn, job.batch_id) == "paused":
+                return None, False
             if _in_flight(conn, [job.user_id]).get(job.user_id, 0) >= cap:
                 return None, True
             fence = _move(
@@ -349,6 +387,39 @@ class JobStore:
         )
         with self._engine.connect() as conn:
             return [_job(row) for row in conn.execute(query).mappings()]
+
+    def of_batch(self, batch_id: str) -> list[Job]:
+        """Every job of the batch by row, each row's oldest first (its latest job last)."""
+        query = select(jobs).where(jobs.c.batch_id == batch_id).order_by(jobs.c.batch_row, jobs.c.created_at, jobs.c.id)
+        with self._engine.connect() as conn:
+            return [_job(row) for row in conn.execute(query).mappings()]
+
+    def waiting_in_room(self, vendor: str, model: str, *, limit: int = 10_000) -> list[Job]:
+        """The room's `queued` jobs that may be admitted: a paused batch's rows wait outside it."""
+        query = (
+            select(jobs)
+            .where(jobs.c.vendor == vendor, jobs.c.model == model, jobs.c.status == JobStatus.QUEUED, _unpaused())
+            .order_by(jobs.c.created_at)
+            .limit(limit)
+        )
+        with self._engine.connect() as conn:
+            return [_job(row) for row in conn.execute(query).mappings()]
+
+    def in_paused_batches(self, job_ids: Iterable[str]) -> set[str]:
+        query = select(jobs.c.id).where(jobs.c.id.in_(list(job_ids)), ~_unpaused())
+        with self._engine.connect() as conn:
+            return set(conn.execute(query).scalars())
+
+    def set_batch_status(self, batch_id: str, user_id: str, expected: str, target: str, *, now: datetime) -> bool:
+        """Compare-and-set a batch's stored status under its owner's row lock (admission's lock)."""
+        with self._engine.begin() as conn:
+            _lock_user(conn, user_id)
+            moved = conn.execute(
+                update(batches)
+                .where(batches.c.id == batch_id, batches.c.status == expected)
+                .values(status=target, updated_at=now)
+            )
+        return moved.rowcount == 1
 
     def queued_rooms(self, user_id: str) -> set[str]:
         """The rooms where this user has jobs waiting (an ended job may unblock them all)."""
@@ -533,6 +604,24 @@ def _row(new: NewJob, now: datetime) -> dict[str, Any]:
         "retry_of": new.retry_of,
         "webhook_url": new.webhook_url,
         "webhook_events": new.webhook_events,
+        "batch_id": new.batch_id,
+        "batch_row": new.batch_row,
+    }
+
+
+def _batch_row(batch: NewBatch, now: datetime) -> dict[str, Any]:
+    return {
+        "id": batch.id,
+        "user_id": batch.user_id,
+        "name": batch.name,
+        "kind": batch.kind,
+        "defaults": dict(batch.defaults),
+        "rows": batch.rows,
+        "status": "running",
+        "idempotency_key": batch.idempotency_key,
+        "request_hash": batch.request_hash,
+        "created_at": now,
+        "updated_at": now,
     }
 
 
@@ -583,6 +672,8 @@ def _job(row: RowMapping) -> Job:
         retry_of=row["retry_of"],
         webhook_url=row["webhook_url"],
         webhook_events=row["webhook_events"],
+        batch_id=row["batch_id"],
+        batch_row=row["batch_row"],
     )
 
 
@@ -670,6 +761,15 @@ def _lock_user(conn: Connection, user_id: str) -> None:
     if conn.dialect.name == "postgresql":
         query = query.with_for_update()
     conn.execute(query)
+
+
+def _batch_status(conn: Connection, batch_id: str) -> str | None:
+    return conn.execute(select(batches.c.status).where(batches.c.id == batch_id)).scalar_one_or_none()
+
+
+def _unpaused() -> ColumnElement[bool]:
+    paused = exists().where(batches.c.id == jobs.c.batch_id, batches.c.status == "paused")
+    return or_(jobs.c.batch_id.is_(None), ~paused)
 
 
 def _in_flight(conn: Connection, user_ids: list[str]) -> dict[str, int]:

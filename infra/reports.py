@@ -12,7 +12,7 @@ from sqlalchemy import ColumnElement, Engine, and_, case, func, or_, select
 from domain.credits import LedgerKind
 from domain.errors import InvalidInput
 from domain.jobs import REFUNDABLE, JobStatus
-from infra.db import credit_ledger, jobs, users
+from infra.db import batches, credit_ledger, jobs, users
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,8 @@ class Usage:
     submitted: int = 0  # jobs created in the month
     succeeded: int = 0  # jobs that finished in the month, by how
     failed: int = 0  # any refundable terminal state: failed, timed_out, cancelled, audit_failed
+    batches: int = 0  # batches created in the month
+    batch_jobs: int = 0  # of the jobs created, those that are rows of a batch (retries included)
     credits_charged: int = 0  # ledger rows written in the month
     credits_refunded: int = 0
 
@@ -68,6 +70,7 @@ def usage(engine: Engine, month: Month) -> list[Usage]:
             total(within(jobs.c.created_at)).label("submitted"),
             total(and_(within(jobs.c.finished_at), jobs.c.status == JobStatus.SUCCEEDED.value)).label("succeeded"),
             total(and_(within(jobs.c.finished_at), jobs.c.status.in_(refundable))).label("failed"),
+            total(and_(within(jobs.c.created_at), jobs.c.batch_id.is_not(None))).label("batch_jobs"),
         )
         .join(users, users.c.id == jobs.c.user_id)
         .where(or_(within(jobs.c.created_at), within(jobs.c.finished_at)))
@@ -86,11 +89,21 @@ def usage(engine: Engine, month: Month) -> list[Usage]:
         .where(within(ledger.created_at), ledger.kind.in_([LedgerKind.CHARGE.value, LedgerKind.REFUND.value]))
         .group_by(ledger.user_id, users.c.phone, jobs.c.kind)
     )
+    made = (
+        select(batches.c.user_id, users.c.phone, batches.c.kind, func.count().label("batches"))
+        .join(users, users.c.id == batches.c.user_id)
+        .where(within(batches.c.created_at))
+        .group_by(batches.c.user_id, users.c.phone, batches.c.kind)
+    )
     merged: dict[tuple[str, str], Usage] = {}
     with engine.connect() as conn:
         for row in conn.execute(counts):
             out = merged.setdefault((row.user_id, row.kind), Usage(row.user_id, row.phone, row.kind))
             out.submitted, out.succeeded, out.failed = int(row.submitted), int(row.succeeded), int(row.failed)
+            out.batch_jobs = int(row.batch_jobs)
+        for row in conn.execute(made):
+            out = merged.setdefault((row.user_id, row.kind), Usage(row.user_id, row.phone, row.kind))
+            out.batches = int(row.batches)
         for sums in conn.execute(money):
             out = merged.setdefault((sums.user_id, sums.kind), Usage(sums.user_id, sums.phone, sums.kind))
             out.credits_charged, out.credits_refunded = int(sums.charged), int(sums.refunded)

@@ -10,6 +10,7 @@ from sqlalchemy import Engine, text
 
 from infra.accounts import Accounts
 from infra.audits import AuditStore
+from infra.batches import BatchStore
 from infra.config_store import ConfigStore
 from infra.db import make_engine
 from infra.images import Allowlist, ImageInspector
@@ -50,6 +51,7 @@ class Resources:
     membership: Membership
     config: ConfigStore  # admin overrides of prices, plans, limits, polling: read through effective()
     webhooks: WebhookStore
+    batches: BatchStore
     login: LoginCodes | None  # None until JWT_SECRET is set: phone login is off
     tokens: Tokens | None
 
@@ -73,6 +75,7 @@ class Resources:
             membership=Membership(engine),
             config=ConfigStore(engine),
             webhooks=WebhookStore(engine),
+            batches=BatchStore(engine),
             login=LoginCodes(engine, secret) if secret else None,
             tokens=Tokens(secret, access_ttl_s=settings.access_token_ttl_s, refresh_ttl_s=settings.refresh_token_ttl_s)
             if secret

@@ -5,6 +5,7 @@ Only storage keys are ever stored; clients get short-lived signed URLs (signatur
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import IO, Any, Literal
 
 import boto3
@@ -65,6 +66,14 @@ class Storage:
     def keys(self, prefix: str) -> list[str]:
         pages = self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
         return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
+
+    def chunks(self, key: str, *, size: int = 1024 * 1024) -> Iterator[bytes]:
+        """The object, streamed `size` bytes at a time: memory stays bounded whatever its size."""
+        body = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"]
+        try:
+            yield from body.iter_chunks(chunk_size=size)
+        finally:
+            body.close()
 
     def read(self, key: str) -> bytes:
         return bytes(self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())

@@ -26,6 +26,7 @@ from api.app import create_app
 from infra.db import (
     admin_actions,
     api_keys,
+    batches,
     config_changes,
     config_overrides,
     credit_ledger,
@@ -203,7 +204,7 @@ def _empty(engine: Engine) -> None:
             vendor_attempts,
         ):
             conn.execute(delete(table))
-        for table in (credit_ledger, jobs, api_keys, users):
+        for table in (credit_ledger, jobs, batches, api_keys, users):
             conn.execute(delete(table))
 
 

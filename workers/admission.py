@@ -124,7 +124,7 @@ def rebuild_if_lost(rt: Runtime, room: str) -> bool:
         return False
     vendor, _, model = room.partition(":")
     holding = rt.jobs.in_room(vendor, model, (S.SUBMITTING, S.PROCESSING))
-    queued = rt.jobs.in_room(vendor, model, (S.QUEUED,))
+    queued = rt.jobs.waiting_in_room(vendor, model)
     caps = waiting.caps(rt.policy.current, rt.accounts, {j.user_id for j in queued}, now=rt.now())
     entries = [entry(rt, job, share=caps.get(job.user_id, 1)) for job in queued]
     rt.rooms.rebuild(room, [job.holder for job in holding], entries)

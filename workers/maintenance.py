@@ -155,6 +155,8 @@ def _requeue_lost(rt: Runtime) -> int:
     """`queued` jobs idle past the bound that their room does not hold (lost with Redis, or between
     a take and its admission) go back in."""
     stale = rt.jobs.stale({S.QUEUED: rt.settings.stale_queued_s}, now=rt.now(), limit=5000)
+    paused = rt.jobs.in_paused_batches(job.id for job in stale)  # they wait outside their rooms
+    stale = [job for job in stale if job.id not in paused]
     by_room: dict[str, list[Job]] = defaultdict(list)
     for job in stale:
         by_room[job.slot].append(job)

@@ -341,6 +341,8 @@ def usage(
         "submitted": submitted,
         "succeeded": succeeded,
         "failed": failed,
+        "batches": 0,
+        "batch_jobs": 0,
         "credits_charged": charged,
         "credits_refunded": refunded,
     }
