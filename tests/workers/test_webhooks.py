@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import dramatiq
+from genq_client import verify_webhook
 from litestar import Litestar
 from litestar.testing import TestClient
 
@@ -107,6 +108,7 @@ def test_after_a_rotation_both_secrets_sign_and_either_verifies(
     assert rotated["secret"] != old and rotated["previous"] == old and rotated["previous_until"]
     assert len(hook.headers["webhook-signature"].split(" ")) == 2
     assert signed_by(rotated["secret"], hook) and signed_by(old, hook)
+    assert verify_webhook(hook.headers, hook.body, old)["type"] == "job.succeeded"  # the Python client's check
     assert not signed_by("whsec_" + base64.b64encode(b"k" * 32).decode(), hook)
 
 
