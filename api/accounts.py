@@ -8,6 +8,7 @@ wrong codes lock the phone for SMS_LOCK_S. Both endpoints are rate-limited per p
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -60,9 +61,16 @@ def client_ip(request: Request[Any, Any, Any]) -> str:
 
 
 def limit(resources: Resources, key: str, *, per: int, window_s: int, what: str) -> None:
-    verdict = resources.rate.hit(key, limit=per, window_s=window_s)
-    if not verdict.allowed:
-        raise TooManyRequests(f"too many {what}; try again later", retry_after_s=verdict.retry_after_s)
+    limits(resources, [(key, per, window_s)], what=what)
+
+
+def limits(resources: Resources, windows: Sequence[tuple[str, int, int]], *, what: str) -> None:
+    """Count one request against each (key, limit, window_s), in one Redis round trip; 429 with the
+    longest wait when any is over."""
+    refused = [v for v in resources.rate.hit_many(windows) if not v.allowed]
+    if refused:
+        wait = max(v.retry_after_s for v in refused)
+        raise TooManyRequests(f"too many {what}; try again later", retry_after_s=wait)
 
 
 class AuthController(Controller):

@@ -137,7 +137,6 @@ class BatchesController(Controller):
         settings = resources.settings
         limit(resources, f"jobs:user:{user.id}", per=settings.rate_jobs_per_minute, window_s=60, what="jobs")
         now = datetime.now(UTC)
-        resources.membership.lapse_if_due(user.id, now=now)
         plan, rows_allowed = _batch_limit(resources, user.id, now=now)
         batches.check_size(len(data.rows), limit=rows_allowed, plan=plan)
         news, digest = _rows(resources, prices, user, data)

@@ -13,7 +13,7 @@ import structlog
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, DBAPIError
 
 from domain.errors import DomainError, TooManyRequests
 
@@ -97,6 +97,15 @@ def on_unstorable(_: Request[Any, Any, Any], exc: DataError) -> Response[Any]:
     return _respond(400, "bad_request", "a value in the request cannot be used (a NUL byte, or out of range)")
 
 
+def on_database_error(request: Request[Any, Any, Any], exc: DBAPIError) -> Response[Any]:
+    """A connection the database dropped (a restart, a failover): the pool reconnects for the next
+    request, so the client is told to retry (connections are not pinged before each use)."""
+    if exc.connection_invalidated:
+        log.warning("database_connection_lost", error=type(exc.orig).__name__ if exc.orig else "DBAPIError")
+        return _respond(503, "unavailable", "the database connection was lost; retry", headers={"Retry-After": "1"})
+    return on_unexpected(request, exc)
+
+
 def on_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.exception("unhandled_error", error=repr(exc))
     return _respond(HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", "something went wrong on our side")
@@ -135,6 +144,7 @@ HANDLERS: dict[type[Exception] | int, Any] = {
     HTTPException: on_http_error,
     RecursionError: on_undecodable,
     DataError: on_unstorable,
+    DBAPIError: on_database_error,
     UnicodeDecodeError: on_undecodable,
     Exception: on_unexpected,
 }

@@ -21,7 +21,7 @@ from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, Quer
 from litestar.status_codes import HTTP_202_ACCEPTED
 
 from api import docs
-from api.accounts import client_ip, limit
+from api.accounts import client_ip, limits
 from api.auth import CurrentUser
 from api.inputs import Images, JobIn, request_hash, validated_input
 from api.views import JobOut
@@ -221,9 +221,14 @@ def _create(
     idempotency_key: str | None,
 ) -> tuple[Job, bool]:
     settings = resources.settings
-    limit(resources, f"jobs:user:{user.id}", per=settings.rate_jobs_per_minute, window_s=60, what="jobs")
-    limit(resources, f"jobs:ip:{ip}", per=settings.rate_jobs_per_minute_ip, window_s=60, what="jobs")
-    resources.membership.lapse_if_due(user.id, now=datetime.now(UTC))  # expired plan credits do not pay
+    limits(
+        resources,
+        [
+            (f"jobs:user:{user.id}", settings.rate_jobs_per_minute, 60),
+            (f"jobs:ip:{ip}", settings.rate_jobs_per_minute_ip, 60),
+        ],
+        what="jobs",
+    )
     checked = validated_input(data.kind, data.input, Images(resources.images, resources.storage, user.id))
     hook = webhook_of(resources, data.webhook_url, data.webhook_events, default=(user.webhook_url, user.webhook_events))
     terms = prices.quote(data.kind, checked)

@@ -260,11 +260,12 @@ def _user(row: Any) -> User:
     )
 
 
-def append(conn: Connection, entry: LedgerEntry) -> bool:
+def append(conn: Connection, entry: LedgerEntry, *, also: Mapping[str, Any] | None = None) -> bool:
     """Write a ledger row and move the balance by its amount, in the caller's transaction.
 
     Returns False, changing nothing, when the row's (job_id, kind) is already there: that is what
-    makes a repeated charge or refund a no-op. A debit re-checks the balance in SQL.
+    makes a repeated charge or refund a no-op. A debit re-checks the balance in SQL. `also`: more
+    columns of the user row, set by the same UPDATE (a charge spends plan credits with it).
     """
     row = {
         "user_id": entry.user_id,
@@ -275,7 +276,9 @@ def append(conn: Connection, entry: LedgerEntry) -> bool:
     }
     if conn.execute(_insert_ignore(conn, row).returning(credit_ledger.c.id)).scalar_one_or_none() is None:
         return False
-    move = update(users).where(users.c.id == entry.user_id).values(balance=users.c.balance + entry.amount)
+    move = (
+        update(users).where(users.c.id == entry.user_id).values(balance=users.c.balance + entry.amount, **(also or {}))
+    )
     if entry.amount < 0:
         move = move.where(users.c.balance >= -entry.amount)
     if conn.execute(move).rowcount != 1:

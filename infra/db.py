@@ -344,7 +344,12 @@ def make_engine(settings: Settings) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
-    return create_engine(url, pool_size=settings.db_pool_size, max_overflow=settings.db_pool_size, pool_pre_ping=True)
+    # No ping before each checkout (a round trip per use): connections are recycled after 30 min, and
+    # one the server dropped is invalidated when its error comes back (the pool reconnects; the API
+    # answers that request 503 + Retry-After, an actor's message is retried).
+    return create_engine(
+        url, pool_size=settings.db_pool_size, max_overflow=settings.db_pool_size, pool_recycle=1800, pool_use_lifo=True
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:

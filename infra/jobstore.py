@@ -19,9 +19,9 @@ from domain import credits
 from domain.errors import Conflict, InsufficientCredits
 from domain.jobs import REFUNDABLE, Job, JobKind, JobStatus, ResultFile, check_transition
 from infra import webhooks
-from infra.accounts import append, current_balance
+from infra.accounts import append
 from infra.db import batches, credit_ledger, job_events, jobs, users, vendor_attempts
-from infra.orders import consume_plan_credits
+from infra.orders import Funds, locked_funds, spend_plan_credits
 from infra.paging import newest_first
 
 TERMINAL_STAMP = "finished_at"
@@ -110,7 +110,8 @@ class JobStore:
             self._announce([(delivery_id, 0) for delivery_id in outbox])
 
     def create(self, new: NewJob, *, now: datetime) -> tuple[Job, bool]:
-        """Charge and record the job in one transaction. Returns (job, created).
+        """Charge and record the job in one transaction (a lapsed membership's plan credits expire in
+        it first). Returns (job, created): the job as written, not read back.
 
         With an idempotency key already used by this user: the same body gives back the first job
         and charges nothing (created=False); a different body raises Conflict.
@@ -119,7 +120,7 @@ class JobStore:
             return self._replay(earlier, new), False
         try:
             with self._begin() as (conn, outbox):
-                _charge_and_insert(conn, outbox, new, now)
+                _charge_and_insert(conn, outbox, new, now, funds=locked_funds(conn, new.user_id, now=now))
         except IntegrityError:
             earlier = self._by_key(new.user_id, new.idempotency_key) if new.idempotency_key else None
             if earlier is not None:
@@ -130,9 +131,7 @@ class JobStore:
             raise Conflict(
                 "this external_id already names another of your jobs", external_id=new.external_id, job_id=taken.id
             ) from None
-        job = self.get(new.id)
-        assert job is not None
-        return job, True
+        return _written(new, now), True
 
     def create_many(self, news: Sequence[NewJob], *, now: datetime, batch: NewBatch | None = None) -> None:
         """Charge and record jobs of one user (and the batch they make) in one transaction: all of
@@ -141,16 +140,13 @@ class JobStore:
             return
         user_id, total = news[0].user_id, sum(new.price for new in news)
         with self._begin() as (conn, outbox):
-            balance = current_balance(conn, user_id)
-            if balance < total:
-                raise InsufficientCredits(total, balance)
+            funds = locked_funds(conn, user_id, now=now)  # the owner's row stays locked: no race below
+            if funds.balance < total:
+                raise InsufficientCredits(total, funds.balance)
             if batch is not None:
                 conn.execute(insert(batches).values(**_batch_row(batch, now)))
-            try:
-                for new in news:
-                    _charge_and_insert(conn, outbox, new, now)
-            except InsufficientCredits:  # spent meanwhile by a concurrent charge: nothing is written
-                raise InsufficientCredits(total, current_balance(conn, user_id)) from None
+            for new in news:
+                funds = _charge_and_insert(conn, outbox, new, now, funds=funds)
 
     def get(self, job_id: str) -> Job | None:
         with self._engine.connect() as conn:
@@ -625,21 +621,43 @@ def _batch_row(batch: NewBatch, now: datetime) -> dict[str, Any]:
     }
 
 
-def _charge_and_insert(conn: Connection, outbox: list[str], new: NewJob, now: datetime) -> None:
-    """One job, its charge and its first event, in the caller's transaction."""
-    entry = credits.charge(new.user_id, current_balance(conn, new.user_id), new.id, new.price, at=now)
+def _charge_and_insert(conn: Connection, outbox: list[str], new: NewJob, now: datetime, *, funds: Funds) -> Funds:
+    """One job, its charge (plan credits spent first, in the debit's UPDATE) and its first event, in
+    the caller's transaction, the owner's row locked (`funds`). Returns the funds left."""
+    entry = credits.charge(new.user_id, funds.balance, new.id, new.price, at=now)
     conn.execute(insert(jobs).values(**_row(new, now)))
-    consume_plan_credits(conn, new.user_id, new.price)  # before the debit: plan credits <= balance
-    append(conn, entry)
+    append(conn, entry, also=spend_plan_credits(new.price))
     event_id = conn.execute(
         insert(job_events)
         .values(job_id=new.id, from_status=None, to_status=new.status, at=now)
         .returning(job_events.c.id)
     ).scalar_one()
     _outbox_add(conn, outbox, new.id, new.user_id, new.webhook_url, new.webhook_events, event_id, new.status, now)
+    return Funds(funds.balance - new.price, max(funds.plan_credits - new.price, 0))
 
 
-def _job(row: RowMapping) -> Job:
+def _written(new: NewJob, now: datetime) -> Job:
+    """The job as `create` wrote it (every other column at its default), without reading it back."""
+    return _job(_row(new, now) | {**_DEFAULTS, "updated_at": now})
+
+
+_DEFAULTS: Mapping[str, Any] = {
+    "vendor_task_id": None,
+    "results": None,
+    "error_code": None,
+    "error_message": None,
+    "processing_at": None,
+    "finished_at": None,
+    "fence": 0,
+    "attempt": 0,
+    "admitted_at": None,
+    "not_before": None,
+    "submit_failures": 0,
+    "archive_attempts": 0,
+}
+
+
+def _job(row: RowMapping | Mapping[str, Any]) -> Job:
     return Job(
         id=row["id"],
         user_id=row["user_id"],

@@ -108,21 +108,9 @@ class Membership:
         return moved.rowcount == 1
 
     def lapse_if_due(self, user_id: str, *, now: datetime) -> int:
-        """Expire the unused plan credits of a lapsed membership; how many expired (0: nothing due).
-
-        The user row is locked before deciding: many submits right after a lapse all check it, and
-        only the first may see plan credits left (the others wait, then see none: one `expire` row).
-        """
+        """Expire the unused plan credits of a lapsed membership; how many expired (0: nothing due)."""
         with self._engine.begin() as conn:
-            query = select(users.c.member_until, users.c.plan_credits, users.c.balance).where(users.c.id == user_id)
-            user = conn.execute(_for_update(conn, query)).one_or_none()
-            if user is None or plan_rules.is_member(user.member_until, now=now) or user.plan_credits <= 0:
-                return 0
-            expiring = min(int(user.plan_credits), int(user.balance))
-            conn.execute(update(users).where(users.c.id == user_id).values(plan_credits=0))
-            if expiring:
-                append(conn, LedgerEntry(user_id, None, LedgerKind.EXPIRE, -expiring, now))
-        return expiring
+            return _lapse(conn, user_id, now=now)[1]
 
     def lapsed(self, *, now: datetime, limit: int = 500) -> list[str]:
         query = (
@@ -159,17 +147,39 @@ class Membership:
         )
 
 
-def consume_plan_credits(conn: Connection, user_id: str, amount: int) -> None:
-    """A charge spends plan credits first (they are the ones that expire).
+@dataclass(frozen=True)
+class Funds:
+    balance: int
+    plan_credits: int
 
-    One UPDATE computed from the row it changes, so it needs no lock of its own: a concurrent lapse
-    holds the row (lapse_if_due), and this waits for it, then spends what is left.
-    """
-    conn.execute(
-        update(users)
-        .where(users.c.id == user_id)
-        .values(plan_credits=case((users.c.plan_credits > amount, users.c.plan_credits - amount), else_=0))
-    )
+
+def locked_funds(conn: Connection, user_id: str, *, now: datetime) -> Funds:
+    """The user's balance, their row locked until the caller's transaction ends, after a lapsed
+    membership's unused plan credits have expired (one SELECT when nothing lapsed)."""
+    return _lapse(conn, user_id, now=now)[0]
+
+
+def _lapse(conn: Connection, user_id: str, *, now: datetime) -> tuple[Funds, int]:
+    """The user row is locked before deciding: many submits right after a lapse all check it, and
+    only the first may see plan credits left (the others wait, then see none: one `expire` row)."""
+    query = select(users.c.member_until, users.c.plan_credits, users.c.balance).where(users.c.id == user_id)
+    user = conn.execute(_for_update(conn, query)).one_or_none()
+    if user is None:
+        return Funds(0, 0), 0
+    funds = Funds(int(user.balance), int(user.plan_credits))
+    if plan_rules.is_member(user.member_until, now=now) or funds.plan_credits <= 0:
+        return funds, 0
+    expiring = min(funds.plan_credits, funds.balance)
+    conn.execute(update(users).where(users.c.id == user_id).values(plan_credits=0))
+    if expiring:
+        append(conn, LedgerEntry(user_id, None, LedgerKind.EXPIRE, -expiring, now))
+    return Funds(funds.balance - expiring, 0), expiring
+
+
+def spend_plan_credits(amount: int) -> dict[str, Any]:
+    """The user-row change a charge makes beside its debit: plan credits are spent first (they are
+    the ones that expire). Computed from the row it changes, in the debit's own UPDATE."""
+    return {"plan_credits": case((users.c.plan_credits > amount, users.c.plan_credits - amount), else_=0)}
 
 
 def _for_update(conn: Connection, query: _Select) -> _Select:

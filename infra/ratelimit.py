@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis
@@ -33,6 +34,15 @@ class RateLimiter:
         """Count one request against `key`; refused once `limit` is passed within the window."""
         allowed, ttl_ms = self._hit(keys=[self._prefix + key], args=[limit, window_s * 1000])
         return Verdict(bool(allowed), max(1, -(-int(ttl_ms) // 1000)))
+
+    def hit_many(self, windows: Sequence[tuple[str, int, int]]) -> list[Verdict]:
+        """`hit` for each (key, limit, window_s), in one round trip (a pipeline: each key is its own
+        script call, so keys in different cluster slots are fine)."""
+        pipe = self._redis.pipeline(transaction=False)
+        for key, limit, window_s in windows:
+            self._hit(keys=[self._prefix + key], args=[limit, window_s * 1000], client=pipe)
+        answers = pipe.execute()
+        return [Verdict(bool(allowed), max(1, -(-int(ttl_ms) // 1000))) for allowed, ttl_ms in answers]
 
     def count(self, key: str) -> int:
         value = self._redis.get(self._prefix + key)
