@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from litestar import MediaType, Response, get
 from litestar.di import NamedDependency
 
-from infra import catalog, metrics
+from infra import catalog, metrics, waiting
 from infra.resources import Resources
 from workers.broker import NAMESPACE, QUEUES
 
@@ -34,6 +36,23 @@ def cluster_collector(resources: Resources) -> metrics.ClusterCollector:
         client = resources.redis
         return {q: int(client.llen(f"{NAMESPACE}:{q}")) + int(client.llen(f"{NAMESPACE}:{q}.DQ")) for q in QUEUES}
 
-    return metrics.ClusterCollector(
-        lambda: catalog.slot_limits(resources.effective()), resources.rooms.in_flight, depths
-    )
+    def rooms() -> dict[str, metrics.RoomGauges]:
+        settings, now = resources.effective(), datetime.now(UTC)
+        found = {}
+        for room in catalog.slot_limits(settings):
+            limit, effective = waiting.limits(settings, resources.rooms, room, now=now)
+            snapshot = resources.rooms.snapshot(room)
+            oldest = min((e.arrival for e in snapshot.waiting), default=now.timestamp())
+            found[room] = metrics.RoomGauges(
+                limit, effective, snapshot.in_flight, len(snapshot.waiting), max(now.timestamp() - oldest, 0.0)
+            )
+        return found
+
+    def states() -> dict[str, metrics.StateGauges]:
+        now = datetime.now(UTC)
+        return {
+            status: metrics.StateGauges(count, max((now - oldest).total_seconds(), 0.0))
+            for status, (count, oldest) in resources.jobs.idle_by_state().items()
+        }
+
+    return metrics.ClusterCollector(rooms, depths, states)

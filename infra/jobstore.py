@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from domain import credits
 from domain.errors import Conflict, InsufficientCredits
-from domain.jobs import REFUNDABLE, Job, JobKind, JobStatus, ResultFile, check_transition
+from domain.jobs import ACTIVE, REFUNDABLE, Job, JobKind, JobStatus, ResultFile, check_transition
 from infra import webhooks
 from infra.accounts import append
 from infra.db import batches, credit_ledger, job_events, jobs, users, vendor_attempts
@@ -416,6 +416,16 @@ class JobStore:
                 .values(status=target, updated_at=now)
             )
         return moved.rowcount == 1
+
+    def idle_by_state(self) -> dict[str, tuple[int, datetime]]:
+        """Per non-terminal state: how many jobs, and the oldest last progress (ix_jobs_status_updated)."""
+        query = (
+            select(jobs.c.status, func.count(), func.min(jobs.c.updated_at))
+            .where(jobs.c.status.in_([s.value for s in ACTIVE]))
+            .group_by(jobs.c.status)
+        )
+        with self._engine.connect() as conn:
+            return {row[0]: (int(row[1]), row[2]) for row in conn.execute(query)}  # min() keeps UTCDateTime
 
     def queued_rooms(self, user_id: str) -> set[str]:
         """The rooms where this user has jobs waiting (an ended job may unblock them all)."""

@@ -9,6 +9,7 @@ process answers the scrape.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -24,6 +25,9 @@ from prometheus_client.registry import Collector
 
 JOBS_SUBMITTED = Counter("genq_jobs_submitted_total", "Jobs accepted by the API", ["kind"])
 JOBS_FINISHED = Counter("genq_jobs_finished_total", "Jobs that reached a terminal state", ["kind", "status"])
+JOB_FAILURES = Counter(
+    "genq_job_failures_total", "Jobs that ended without results, by error code", ["kind", "vendor", "code"]
+)
 JOB_DURATION = Histogram(
     "genq_job_duration_seconds",
     "Submit to terminal state",
@@ -31,9 +35,21 @@ JOB_DURATION = Histogram(
     buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 86400),
 )
 STAGE_LATENCY = Histogram(
-    "genq_stage_seconds", "Time a job spent in a stage", ["kind", "stage"], buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900)
+    "genq_stage_latency_seconds",
+    "Time an ended job spent in each stage: moderation, queue (waiting for a slot), vendor, archiving",
+    ["kind", "vendor", "stage"],
+    buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 14400, 86400),
+)
+POLLS_PER_JOB = Histogram(
+    "genq_polls_per_job", "Vendor status polls an ended job took", ["kind"], buckets=(0, 1, 2, 5, 10, 20, 50, 100, 500)
 )
 VENDOR_CALLS = Counter("genq_vendor_calls_total", "Calls to vendors", ["vendor", "endpoint", "outcome"])
+VENDOR_CALL_LATENCY = Histogram(
+    "genq_vendor_call_seconds",
+    "Vendor call latency by outcome (ok, or the error's class)",
+    ["vendor", "endpoint", "outcome"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
 WEBHOOK_DELIVERIES = Counter(
     "genq_webhook_deliveries_total", "Webhook tries by outcome (delivered, retry, failed)", ["outcome"]
 )
@@ -58,30 +74,71 @@ LEASES_LOST = Counter(
 )
 
 
+@dataclass(frozen=True)
+class StateGauges:
+    """Jobs in one non-terminal state as a scrape sees them (from the database)."""
+
+    count: int
+    oldest_s: float  # since the longest-idle one last moved or was heard from
+
+
+@dataclass(frozen=True)
+class RoomGauges:
+    """One (vendor, model) room as a scrape sees it."""
+
+    limit: int  # configured
+    effective: int  # lower while degraded
+    in_flight: int
+    waiting: int
+    oldest_wait_s: float  # the longest-waiting job's age; 0 when none waits
+
+
 class ClusterCollector(Collector):
-    """Slot leases and queue depths, read from Redis when scraped."""
+    """Rooms (limits, leases, waiting jobs) and queue depths, read from Redis when scraped."""
 
     def __init__(
         self,
-        slot_limits: Callable[[], Mapping[str, int]],
-        in_flight: Callable[[str], int],
+        rooms: Callable[[], Mapping[str, RoomGauges]],
         queue_depths: Callable[[], Mapping[str, int]],
+        states: Callable[[], Mapping[str, StateGauges]] = dict,
     ) -> None:
-        self._limits, self._in_flight, self._depths = slot_limits, in_flight, queue_depths
+        self._rooms, self._depths, self._states = rooms, queue_depths, states
 
     def collect(self) -> Iterable[Metric]:
-        limit = GaugeMetricFamily("genq_semaphore_limit", "Concurrency limit per vendor slot", labels=["slot"])
-        held = GaugeMetricFamily("genq_semaphore_in_flight", "Live leases per vendor slot", labels=["slot"])
+        families = {
+            "limit": GaugeMetricFamily(
+                "genq_semaphore_limit", "Configured concurrency per vendor slot", labels=["slot"]
+            ),
+            "effective": GaugeMetricFamily(
+                "genq_semaphore_effective_limit",
+                "Concurrency in force per vendor slot (lower while degraded)",
+                labels=["slot"],
+            ),
+            "in_flight": GaugeMetricFamily("genq_semaphore_in_flight", "Live leases per vendor slot", labels=["slot"]),
+            "waiting": GaugeMetricFamily(
+                "genq_waiting_jobs", "Jobs waiting in each vendor slot's room", labels=["slot"]
+            ),
+            "oldest_wait_s": GaugeMetricFamily(
+                "genq_oldest_waiting_seconds", "Age of the longest-waiting job per vendor slot", labels=["slot"]
+            ),
+        }
         depth = GaugeMetricFamily("genq_queue_depth", "Messages waiting per queue", labels=["queue"])
+        in_state = GaugeMetricFamily("genq_jobs_in_state", "Jobs in each non-terminal state", labels=["status"])
+        idle = GaugeMetricFamily(
+            "genq_oldest_in_state_seconds", "How long the most idle job of each state has not moved", labels=["status"]
+        )
         try:
-            for slot, value in self._limits().items():
-                limit.add_metric([slot], value)
-                held.add_metric([slot], self._in_flight(slot))
+            for status, state in self._states().items():
+                in_state.add_metric([status], state.count)
+                idle.add_metric([status], state.oldest_s)
+            for slot, gauges in self._rooms().items():
+                for name, family in families.items():
+                    family.add_metric([slot], getattr(gauges, name))
             for queue, count in self._depths().items():
                 depth.add_metric([queue], count)
         except Exception:  # noqa: S110 - a scrape must answer even when Redis does not
             pass
-        return [limit, held, depth]
+        return [*families.values(), depth, in_state, idle]
 
 
 def render(multiproc_dir: str, extra: Iterable[Collector] = ()) -> tuple[bytes, str]:
@@ -104,3 +161,20 @@ def render(multiproc_dir: str, extra: Iterable[Collector] = ()) -> tuple[bytes, 
 class _Default(Collector):
     def collect(self) -> Iterable[Metric]:
         return REGISTRY.collect()
+
+
+GENERATION_VENDORS = ("runninghub", "kie", "hunyuan3d", "tencent_ci")
+
+
+def _zeroes() -> None:
+    """Series with known labels exist from the start at 0, so a rate() or an alert over them has data
+    before the first event (Prometheus' advice for label values known in advance)."""
+    for outcome in ("delivered", "retry", "failed"):
+        WEBHOOK_DELIVERIES.labels(outcome)
+    for vendor in GENERATION_VENDORS:
+        UNKNOWN_OUTCOMES.labels(vendor)
+        for outcome in ("cancelled", "not_supported", "failed"):
+            VENDOR_CANCELS.labels(vendor, outcome)
+
+
+_zeroes()

@@ -12,6 +12,7 @@ import structlog
 
 from domain.jobs import REFUNDABLE, Job, JobStatus
 from domain.jobs import JobStatus as S
+from domain.timings import SPANS, timings
 from infra import metrics
 from vendors.base import VendorError
 from workers import admission, messages
@@ -49,9 +50,19 @@ def finish(
     log.info("job_finished", status=target, code=code or None)
     metrics.JOBS_FINISHED.labels(job.kind, target).inc()
     metrics.JOB_DURATION.labels(job.kind, target).observe((now - job.created_at).total_seconds())
+    observe_stages(rt, job)
     if target in REFUNDABLE:
+        metrics.JOB_FAILURES.labels(job.kind, job.vendor, code or target).inc()
         messages.refund(job.id)
     return True
+
+
+def observe_stages(rt: Runtime, job: Job) -> None:
+    """An ended job's time in each stage (from its stored moves) and the polls it took."""
+    spent = timings(rt.jobs.moves([job.id])[job.id], now=rt.now())
+    for stage in SPANS:
+        metrics.STAGE_LATENCY.labels(job.kind, job.vendor, stage).observe(getattr(spent, stage))
+    metrics.POLLS_PER_JOB.labels(job.kind).observe(job.polls)
 
 
 def finish_holding(rt: Runtime, job: Job, expected: JobStatus, target: JobStatus, **kwargs: Any) -> bool:

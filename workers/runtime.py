@@ -8,6 +8,7 @@ httpx.MockTransport, zero retry waits) and install it; nothing is patched.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -116,12 +117,16 @@ class Runtime:
         waits = self.policy.retry_waits_s
 
         def attempt() -> T:
+            started = time.monotonic()
             try:
                 result = call()
             except VendorError as exc:
-                metrics.VENDOR_CALLS.labels(vendor, endpoint, type(exc).__name__).inc()
+                outcome = type(exc).__name__
+                metrics.VENDOR_CALLS.labels(vendor, endpoint, outcome).inc()
+                metrics.VENDOR_CALL_LATENCY.labels(vendor, endpoint, outcome).observe(time.monotonic() - started)
                 raise
             metrics.VENDOR_CALLS.labels(vendor, endpoint, "ok").inc()
+            metrics.VENDOR_CALL_LATENCY.labels(vendor, endpoint, "ok").observe(time.monotonic() - started)
             return result
 
         retryer = tenacity.Retrying(

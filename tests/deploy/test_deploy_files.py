@@ -12,7 +12,16 @@ import infra.metrics  # noqa: F401 - registers every genq_* metric
 from workers.broker import NAMESPACE, QUEUES
 
 DEPLOY = Path(__file__).parents[2] / "deploy"
-SCRAPE_TIME = {"genq_semaphore_in_flight", "genq_semaphore_limit", "genq_queue_depth"}  # ClusterCollector
+SCRAPE_TIME = {  # ClusterCollector
+    "genq_semaphore_in_flight",
+    "genq_semaphore_limit",
+    "genq_semaphore_effective_limit",
+    "genq_waiting_jobs",
+    "genq_oldest_waiting_seconds",
+    "genq_queue_depth",
+    "genq_jobs_in_state",
+    "genq_oldest_in_state_seconds",
+}
 
 
 def known_metrics() -> set[str]:
