@@ -1,7 +1,9 @@
 """Streamed downloads of vendor outputs: size-capped, retried, resumed with Range where allowed.
 
 The body goes to a spooled temporary file (memory up to 8 MiB, disk beyond), so a large video
-never sits whole in memory.
+never sits whole in memory. The workers' client checks and pins every hop (infra/netguard.py,
+`GuardTransport`): a URL, or a redirect, to an address we must not reach is `not_public_address`,
+and is not retried.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ from dataclasses import dataclass
 from typing import IO
 
 import httpx
+
+from domain.errors import InvalidInput
+from infra.netguard import AddressRefused
 
 SPOOL_BYTES = 8 * 1024 * 1024
 
@@ -73,6 +78,10 @@ def _stream_into(client: httpx.Client, url: str, out: IO[bytes], *, max_bytes: i
             return str(resp.headers.get("content-type", ""))
     except httpx.TransportError as exc:
         raise FetchError("transport", repr(exc), retryable=True) from exc
+    except AddressRefused as exc:
+        raise FetchError("not_public_address", exc.message) from exc
+    except InvalidInput as exc:  # a redirect to a URL that is no http(s) URL
+        raise FetchError("unusable_url", exc.message) from exc
 
 
 def _size(out: IO[bytes]) -> int:

@@ -18,6 +18,7 @@ import workers.actors  # noqa: F401 - declares every actor, so install() binds t
 from infra import logging as genq_logging
 from infra.jobstore import JobStore
 from infra.lifetime import exit_with_parent
+from infra.netguard import Allowlist, GuardTransport, NetGuard, Resolver, system_resolver
 from infra.resources import Resources, redis_url
 from infra.settings import Settings
 from infra.tokens import RedisTokenCache
@@ -115,7 +116,7 @@ def build_runtime(resources: Resources) -> runtime.Runtime:
         rooms=resources.rooms,
         storage=resources.storage,
         vendors=vendor_clients(settings, resources.jobs),
-        downloads=httpx.Client(timeout=httpx.Timeout(settings.vendor_timeout_s, connect=5.0), follow_redirects=True),
+        downloads=download_client(settings),
         policy=runtime.Policy.from_settings(settings, resources.config),
         audits=resources.audits,
         moderation=moderation_platforms(settings, RedisTokenCache(resources.redis)),
@@ -127,8 +128,39 @@ def build_runtime(resources: Resources) -> runtime.Runtime:
     )
 
 
-def webhook_client(settings: Settings, *, transport: httpx.BaseTransport | None = None) -> httpx.Client:
-    return httpx.Client(timeout=settings.webhook_timeout_s, follow_redirects=False, transport=transport)
+def webhook_client(
+    settings: Settings, *, transport: httpx.BaseTransport | None = None, resolver: Resolver = system_resolver
+) -> httpx.Client:
+    """Posts to subscribers' URLs, checked and pinned (FETCH_ALLOWLIST applies); no redirects.
+
+    `transport` and `resolver` are for tests: what sends the pinned request, and what the name resolves to.
+    """
+    guard = NetGuard(Allowlist.parse(settings.fetch_allowlist), what="webhook targets", resolve=resolver)
+    return httpx.Client(
+        timeout=settings.webhook_timeout_s, follow_redirects=False, transport=GuardTransport(guard, transport)
+    )
+
+
+def download_client(
+    settings: Settings, *, transport: httpx.BaseTransport | None = None, resolver: Resolver = system_resolver
+) -> httpx.Client:
+    """Fetches vendor outputs: every redirect hop checked and pinned like an input image. A vendor's
+    own API host (its configured base URL) is trusted as its API is: `genq run`'s simulators serve
+    their outputs from loopback."""
+    allow = Allowlist.parse(settings.fetch_allowlist)
+    vendor_hosts = {_endpoint(url) for url in _vendor_base_urls(settings) if url}
+    guard = NetGuard(Allowlist(allow.networks, allow.endpoints | vendor_hosts), what="vendor outputs", resolve=resolver)
+    timeout = httpx.Timeout(settings.vendor_timeout_s, connect=5.0)
+    return httpx.Client(timeout=timeout, follow_redirects=True, transport=GuardTransport(guard, transport))
+
+
+def _vendor_base_urls(settings: Settings) -> tuple[str, ...]:
+    return (settings.runninghub_base_url, settings.hunyuan3d_base_url, settings.kie_base_url, settings.ci_bucket_url)
+
+
+def _endpoint(url: str) -> tuple[str, int]:
+    parsed = httpx.URL(url)
+    return parsed.raw_host.decode("ascii").lower(), parsed.port or (443 if parsed.scheme == "https" else 80)
 
 
 def sms_client(settings: Settings, *, transport: httpx.BaseTransport | None = None) -> SmsClient | None:

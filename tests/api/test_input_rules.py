@@ -66,6 +66,10 @@ RULES = [
     ("private 10.0.0.0/8", basic("http://10.1.2.3/garment.png"), "input.image_url"),
     ("cloud metadata", basic("http://169.254.169.254/latest/meta-data/"), "input.image_url"),
     ("redirect to metadata", basic(f"{SAMPLES}/redirect?to=http://169.254.169.254/x.png"), "input.image_url"),
+    ("octal IPv4", basic("http://0177.0.0.1/x.png"), "input.image_url"),
+    ("hex-dotted IPv4", basic("http://0x7f.0.0.1/x.png"), "input.image_url"),
+    ("NUL in the URL", basic("http://a\x00b.test/x.png"), "input.image_url"),
+    ("CR/LF in the URL", basic("http://a.test/x.png\r\nX-Injected: 1"), "input.image_url"),
 ]
 
 
@@ -81,6 +85,35 @@ def test_rule_is_422_naming_the_field_and_charges_nothing(
     assert resp.json()["error"]["details"]["field"] == field
     assert resources.accounts.balance(user.user_id) == 500
     assert resources.jobs.list_for_user(user.user_id)[0] == []
+
+
+ADDRESS_REFUSALS = [
+    ("IPv4-compatible loopback", "http://[::127.0.0.1]/x.png"),
+    ("IPv4-compatible, in hex", "http://[::7f00:1]/x.png"),
+    ("IPv4-mapped loopback", "http://[::ffff:127.0.0.1]/x.png"),
+    ("NAT64 metadata", "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/"),
+    ("6to4 metadata", "http://[2002:a9fe:a9fe::]/latest/meta-data/"),
+    ("Teredo to loopback", "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/x.png"),
+    ("192.0.0.8, global to Python", "http://192.0.0.8/x.png"),
+    ("192.88.99.0/24, global to Python", "http://192.88.99.1/x.png"),
+    ("multicast", "http://224.0.0.1/x.png"),
+    ("redirect to NAT64 metadata", f"{SAMPLES}/redirect?to=http://[64:ff9b::a9fe:a9fe]/"),
+]
+
+
+@pytest.mark.parametrize("url", [r[1] for r in ADDRESS_REFUSALS], ids=[r[0] for r in ADDRESS_REFUSALS])
+def test_an_address_refusal_is_422_saying_so_not_a_connection_failure(
+    api: Client, resources: Resources, url: str
+) -> None:
+    user = make_user(resources, credits=500)
+
+    resp = api.post("/v1/jobs", json=basic(url), headers=auth(user))
+
+    assert resp.status_code == 422, resp.text
+    error = resp.json()["error"]
+    assert error["details"] == {"field": "input.image_url", "reason": "not_public_address"}
+    assert "is not a public address" in error["message"]
+    assert resources.accounts.balance(user.user_id) == 500
 
 
 @pytest.mark.parametrize(
@@ -117,6 +150,10 @@ def test_inputs_at_the_limits_are_accepted(api: Client, resources: Resources, bo
         ("", "http://[::1]:80/x.png", False),
         ("", "http://100.64.0.1/x.png", False),
         ("", "http://93.184.216.34/x.png", True),
+        ("127.0.0.1:9", "http://[::ffff:127.0.0.1]:9/x.png", False),
+        ("", "http://[::127.0.0.1]/x.png", False),
+        ("", "http://192.88.99.1/x.png", False),
+        ("", "http://[64:ff9b::5db8:d822]/x.png", True),  # NAT64 of a public address
     ],
 )
 def test_fetch_targets_are_public_unless_allow_listed(allowlist: str, url: str, allowed: bool) -> None:
