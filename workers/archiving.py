@@ -59,9 +59,15 @@ def _copy_all(rt: Runtime, job: Job, uploaded: list[ResultFile]) -> None:
         uploaded.append(_copy(rt, job, index, file))
 
 
+# A vendor output we must not reach, or cannot use, will not become reachable on a later attempt
+# (a 4xx may: the next attempt asks the vendor for fresh links).
+NEVER_FETCHABLE = frozenset({"not_public_address", "unusable_url", "too_large"})
+
+
 def _retry_or_fail(rt: Runtime, job: Job, exc: Exception) -> None:
     code = getattr(exc, "code", None) or type(exc).__name__
-    final = isinstance(exc, VendorRejected | VendorExpired) or job.archive_attempts >= rt.settings.archive_max_attempts
+    permanent = isinstance(exc, VendorRejected | VendorExpired) or getattr(exc, "code", "") in NEVER_FETCHABLE
+    final = permanent or job.archive_attempts >= rt.settings.archive_max_attempts
     log.warning("archive_attempt_failed", attempt=job.archive_attempts, error=code, final=final, exc_info=exc)
     if final:
         finish(rt, job, S.ARCHIVING, S.FAILED, code=f"archive_{code}", message=str(exc) or code)

@@ -418,6 +418,7 @@ def test_the_archiving_pool_fails_a_job_whose_output_redirects_to_metadata_and_r
     wait_for(lambda: resources.accounts.balance(user.user_id) == 1, what="the refund")
 
     assert job.status is JobStatus.FAILED and job.error_code == "archive_not_public_address"
+    assert job.archive_attempts == 1  # a refused address stays refused: no second attempt
     assert {sent[0] for sent in net.sent} == {PUBLIC}  # nothing ever went to 169.254.169.254
 
 
