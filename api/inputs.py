@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -17,7 +17,7 @@ import msgspec
 from api.errors import msgspec_path
 from domain import model3d, video
 from domain.errors import InvalidInput
-from domain.inputs import check_prompt
+from domain.inputs import ImageFacts, check_prompt
 from domain.jobs import JobKind
 from domain.pose12 import Category, Scene
 from infra.images import ImageInspector
@@ -108,31 +108,31 @@ def _model_3d(value: Model3DInput, images: Images) -> None:
         low_poly=value.low_poly,
         views=[view.view_type for view in value.views],
     )
-    _check_image(images.inspector, "input", value.image_url, value.image_base64)
+    _check_image(images, "input", value.image_url, value.image_base64)
     if value.upload_key is not None:
         images.uploaded("input.upload_key", value.upload_key)
     for index, view in enumerate(value.views):
         if (view.image_url is None) == (view.image_base64 is None):
             raise InvalidInput(f"input.views.{index}", "give a view image_url or image_base64, exactly one")
-        _check_image(images.inspector, f"input.views.{index}", view.image_url, view.image_base64)
+        _check_image(images, f"input.views.{index}", view.image_url, view.image_base64)
 
 
 def _one_image(images: Images, url: str | None, key: str | None, *, required: bool) -> None:
     if url is not None and key is not None:
         raise InvalidInput("input.upload_key", "give image_url or upload_key, not both")
     if url is not None:
-        images.inspector.from_url("input.image_url", url)
+        images.from_url("input.image_url", url)
     elif key is not None:
         images.uploaded("input.upload_key", key)
     elif required:
         raise InvalidInput("input.image_url", "an image is required: image_url or upload_key")
 
 
-def _check_image(images: ImageInspector, prefix: str, url: str | None, data: str | None) -> None:
+def _check_image(images: Images, prefix: str, url: str | None, data: str | None) -> None:
     if url is not None:
         images.from_url(f"{prefix}.image_url", url)
     elif data is not None:
-        images.from_base64(f"{prefix}.image_base64", data)
+        images.inspector.from_base64(f"{prefix}.image_base64", data)
 
 
 @dataclass(frozen=True)
@@ -142,6 +142,11 @@ class Images:
     inspector: ImageInspector
     storage: Storage
     user_id: str
+    fetched: Mapping[str, ImageFacts] = field(default_factory=dict)  # URLs checked already (`prefetch`)
+
+    def from_url(self, field_name: str, url: str) -> None:
+        if url not in self.fetched:
+            self.inspector.from_url(field_name, url)
 
     def uploaded(self, field: str, key: str) -> None:
         """An upload key must be under the caller's own prefix and name an uploaded image."""
@@ -150,6 +155,26 @@ class Images:
         if not self.storage.exists(key):
             raise InvalidInput(field, "nothing was uploaded under this key (yet)")
         self.inspector.from_bytes(field, self.storage.read(key))
+
+
+async def prefetch(inspector: ImageInspector, kind: JobKind, raw: Mapping[str, Any]) -> dict[str, ImageFacts]:
+    """Fetch and check a job input's image URLs on the event loop (no thread held while the image
+    downloads), once its shape is right, before its rules are checked in a worker thread."""
+    _shaped(kind, raw)  # a missing or mistyped field is named before any image is fetched
+    fetched: dict[str, ImageFacts] = {}
+    for field_name, url in _image_urls(raw):
+        if url not in fetched:
+            fetched[url] = await inspector.afrom_url(field_name, url)
+    return fetched
+
+
+def _image_urls(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
+    found = [("input.image_url", raw["image_url"])] if isinstance(raw.get("image_url"), str) else []
+    views = raw.get("views")
+    for index, view in enumerate(views if isinstance(views, list) else []):
+        if isinstance(view, Mapping) and isinstance(view.get("image_url"), str):
+            found.append((f"input.views.{index}.image_url", view["image_url"]))
+    return found
 
 
 CHECKS: Mapping[JobKind, tuple[type[msgspec.Struct], Callable[[Any, Images], None]]] = {
@@ -162,15 +187,18 @@ CHECKS: Mapping[JobKind, tuple[type[msgspec.Struct], Callable[[Any, Images], Non
 
 def validated_input(kind: JobKind, raw: Mapping[str, Any], images: Images) -> dict[str, Any]:
     """The kind's input, checked field by field; InvalidInput names the field as `input.<name>`."""
-    shape, check = CHECKS[kind]
+    value = _shaped(kind, raw)
+    CHECKS[kind][1](value, images)
+    checked: dict[str, Any] = msgspec.to_builtins(value)
+    return checked
+
+
+def _shaped(kind: JobKind, raw: Mapping[str, Any]) -> Any:
     try:
-        value = msgspec.convert(raw, shape)
+        return msgspec.convert(raw, CHECKS[kind][0])
     except msgspec.ValidationError as exc:
         message, _, path = str(exc).partition(" - at `$")
         raise InvalidInput(_field("input", message, path.rstrip("`")), message) from None
-    check(value, images)
-    checked: dict[str, Any] = msgspec.to_builtins(value)
-    return checked
 
 
 def request_hash(

@@ -5,7 +5,7 @@ Reads answer from the database only; nothing here ever calls a vendor.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
@@ -23,10 +23,11 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 from api import docs
 from api.accounts import client_ip, limits
 from api.auth import CurrentUser
-from api.inputs import Images, JobIn, request_hash, validated_input
+from api.inputs import Images, JobIn, prefetch, request_hash, validated_input
 from api.views import JobOut
 from domain import scheduling
 from domain.errors import Conflict, InvalidInput, NotFound, TooLate, UnsupportedMediaType
+from domain.inputs import ImageFacts
 from domain.jobs import RETRYABLE, Job, JobKind, JobStatus
 from domain.pricing import PriceList
 from domain.routing import route
@@ -94,7 +95,8 @@ class JobsController(Controller):
         `Prefer: wait=N` (N <= 60): answer once the job has ended, or after N seconds with its state.
         """
         ip = client_ip(request)
-        job, created = await to_thread(lambda: _create(data, user, resources, prices, ip, idempotency_key))
+        fetched = await prefetch(resources.images, data.kind, data.input)  # image URLs: fetched without a thread
+        job, created = await to_thread(lambda: _create(data, user, resources, prices, ip, idempotency_key, fetched))
         wait = prefer_wait(prefer)
         if wait:
             job = await until_ended(resources, job, wait)
@@ -219,6 +221,7 @@ def _create(
     prices: PriceList,
     ip: str,
     idempotency_key: str | None,
+    fetched: Mapping[str, ImageFacts],
 ) -> tuple[Job, bool]:
     settings = resources.settings
     limits(
@@ -229,7 +232,7 @@ def _create(
         ],
         what="jobs",
     )
-    checked = validated_input(data.kind, data.input, Images(resources.images, resources.storage, user.id))
+    checked = validated_input(data.kind, data.input, Images(resources.images, resources.storage, user.id, fetched))
     hook = webhook_of(resources, data.webhook_url, data.webhook_events, default=(user.webhook_url, user.webhook_events))
     terms = prices.quote(data.kind, checked)
     target = route(data.kind, checked)
