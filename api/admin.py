@@ -169,6 +169,9 @@ class RoomOut(msgspec.Struct):
     window_total: int
 
 
+Instant = Annotated[datetime, msgspec.Meta(tz=True)]  # with its offset: a naive time is 422
+
+
 class JobFilterIn(msgspec.Struct, forbid_unknown_fields=True):
     """Every field given must match; created_to is exclusive."""
 
@@ -177,8 +180,17 @@ class JobFilterIn(msgspec.Struct, forbid_unknown_fields=True):
     vendor: Annotated[str, msgspec.Meta(max_length=32)] | None = None
     error_code: Annotated[str, msgspec.Meta(max_length=64)] | None = None
     user_id: Annotated[str, msgspec.Meta(max_length=32)] | None = None
-    created_from: datetime | None = None
-    created_to: datetime | None = None
+    created_from: Instant | None = None
+    created_to: Instant | None = None
+
+    def __post_init__(self) -> None:
+        """The bounds in UTC, as stored; a time UTC cannot hold (year 1 east of it, 9999 west) is 422."""
+        for name in ("created_from", "created_to"):
+            if (value := getattr(self, name)) is not None:
+                try:
+                    setattr(self, name, value.astimezone(UTC))
+                except OverflowError:
+                    raise ValueError(f"{name} is out of range in UTC") from None
 
 
 class BulkIn(msgspec.Struct, forbid_unknown_fields=True):

@@ -125,3 +125,21 @@ def test_a_job_body_that_is_not_json_is_415(api: Client, resources: Resources, c
 
     assert resp.status_code == 415 and error_of(resp)["code"] == "unsupported_media_type"
     assert resources.accounts.balance(user.user_id) == 1
+
+
+@pytest.mark.parametrize(
+    "instant",
+    ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "2026-01-01T00:00:00"],
+    ids=["before-year-1-in-utc", "past-9999-in-utc", "no-offset"],
+)
+@pytest.mark.parametrize("bound", ["created_from", "created_to"])
+def test_a_bulk_filter_time_utc_cannot_hold_is_422(api: Client, resources: Resources, instant: str, bound: str) -> None:
+    """Found by tests/api/test_fuzz.py (seed 12, 150 examples): the bound reached the database, a 500."""
+    admin = resources.accounts.create_user("100", 0, now=datetime.now(UTC), role="admin")
+    body = {"filter": {bound: instant}, "dry_run": False}
+
+    answers = [api.post(f"/v1/admin/jobs/{action}", json=body, headers=auth(admin)) for action in ("cancel", "retry")]
+
+    for resp in answers:
+        assert resp.status_code == 422 and error_of(resp)["code"] == "invalid_input"
+        assert bound in f"{error_of(resp)['details']['field']} {error_of(resp)['message']}"
