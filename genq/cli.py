@@ -21,17 +21,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _api(settings: Settings, args: argparse.Namespace) -> None:
     import uvicorn
 
-    from api.app import create_app
     from infra import logging as genq_logging
     from infra.lifetime import exit_with_parent
-    from infra.resources import Resources, redis_url
-    from workers import broker
 
     genq_logging.configure(settings)
     exit_with_parent(settings.supervisor_pid)
-    broker.install(broker.redis_broker(redis_url(settings)))
-    app = create_app(Resources.open(settings))
-    uvicorn.run(app, host=args.host or settings.api_host, port=args.port or settings.api_port, log_level="warning")
+    host, port = args.host or settings.api_host, args.port or settings.api_port
+    if args.workers > 1:  # this process binds the socket and supervises; each worker builds its own app
+        from api.factory import WORKER_FACTORY
+
+        uvicorn.run(WORKER_FACTORY, factory=True, workers=args.workers, host=host, port=port, log_level="warning")
+        return
+    from api.factory import build_app
+
+    uvicorn.run(build_app(settings), host=host, port=port, log_level="warning")
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> None:
@@ -100,6 +103,13 @@ def _run(settings: Settings, _args: argparse.Namespace) -> int:
     return stack.run(settings)
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="genq", description="genq: jobs for AI-generation vendors")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
@@ -107,6 +117,9 @@ def _parser() -> argparse.ArgumentParser:
     api = sub.add_parser("api", help="serve the HTTP API")
     api.add_argument("--host")
     api.add_argument("--port", type=int)
+    api.add_argument(
+        "--workers", type=_positive, default=1, help="API processes sharing the port, each with its own pools (1)"
+    )
     api.set_defaults(handler=_api)
 
     worker = sub.add_parser("worker", help="run a worker pool for one or more queues")
