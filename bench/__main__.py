@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 import time
+from collections.abc import Sequence
+from pathlib import Path
 
-from bench import measure, report, scale, zips
+from bench import api_load, measure, pipeline, profiling, report, scale, zips
 from bench.harness import WORKER_THREADS, running
 from bench.results import Batch, Handoff
 from bench.scenarios import FAST, SLOW, member, run_queue, seed_batch, video
@@ -35,7 +38,7 @@ def batch(settings: Settings, plan: str) -> Batch:
     slow_weight = scheduling.size_weight(JobKind.VIDEO, SLOW)
     slow_cap = min(cap, scheduling.admission_threshold(MODEL_LIMIT, slow_weight))
     with running(settings) as h:
-        user = member(h, plan)
+        user = member(h.resources, plan)
         bodies = seed_batch()
         vendor_s = len(bodies) / 2 * (scale.VIDEO_720P_S + scale.VIDEO_1080P_S)
         rows = parse_plans(settings.plans)[plan].batch  # seed 001: batches of the plan's size (15, 50)
@@ -49,7 +52,7 @@ def handoff(settings: Settings) -> Handoff:
     """Limit 1, a queue of 720p-10 s jobs from one enterprise user (its cap never binds)."""
     settings = settings.with_(kie_concurrency_sora_2_pro=1)
     with running(settings) as h:
-        user = member(h, "enterprise")
+        user = member(h.resources, "enterprise")
         bodies = [video(FAST, batch=False) for _ in range(HANDOFF_JOBS)]
         run_queue(h, user, bodies, timeout_s=budget(scale.VIDEO_720P_S * HANDOFF_JOBS, 1))
         runs = measure.runs(h, user)
@@ -66,19 +69,52 @@ def archive_runs(settings: Settings) -> list[zips.ZipRun]:
         resources.close()
 
 
-def main() -> int:
+SECTIONS = ("batch", "handoff", "zips", "api", "pipeline")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    unknown = set(args.sections) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown section(s) {', '.join(sorted(unknown))}; known: {', '.join(SECTIONS)}")
     settings_env = Settings.from_env()
     started = time.monotonic()
     with services(settings_env) as settings:
         genq_logging.configure(settings)
         logging.getLogger("dramatiq").setLevel(logging.WARNING)  # no start/stop lines between tables
-        print(report.preamble(settings, model_limit=MODEL_LIMIT, threads=WORKER_THREADS), flush=True)
-        pairs = [(batch(settings, plan), seed) for plan, seed in PLANS]
-        print("\n" + report.batch_table(pairs), flush=True)
-        print("\n" + report.handoff_table(handoff(settings)), flush=True)
-        print("\n" + report.zip_table(archive_runs(settings), zips.FILE_BYTES), flush=True)
+        for section in args.sections or SECTIONS:
+            print("\n" + _section(section, settings, args.profile), flush=True)
     print(f"\n(bench took {time.monotonic() - started:.0f} s)")
     return 0
+
+
+def _section(name: str, settings: Settings, profile_dir: Path | None) -> str:
+    if name == "batch":
+        pairs = [(batch(settings, plan), seed) for plan, seed in PLANS]
+        preamble = report.preamble(settings, model_limit=MODEL_LIMIT, threads=WORKER_THREADS)
+        return preamble + "\n\n" + report.batch_table(pairs)
+    if name == "handoff":
+        return report.handoff_table(handoff(settings))
+    if name == "zips":
+        return report.zip_table(archive_runs(settings), zips.FILE_BYTES)
+    if name == "api":
+        recorder = profiling.Recorder(profile_dir, "api-submit", api_load.ROW_S) if profile_dir else None
+        table = report.api_table(api_load.measure(settings, profile=recorder), settings)
+        return table + ("\n\n" + recorder.summary() if recorder else "")
+    return report.pipeline_table(pipeline.measure(settings, threads=WORKER_THREADS), settings)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description="genq's bench: prints tables, asserts nothing")
+    parser.add_argument("sections", nargs="*", metavar="SECTION", help=f"any of {', '.join(SECTIONS)} (default: all)")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="py-spy the API process during the prompt-only submit row: DIR/api-submit.{txt,svg}, top costs printed",
+    )
+    return parser
 
 
 if __name__ == "__main__":

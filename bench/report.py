@@ -3,11 +3,14 @@ minutes, so read the ratios across, not the times."""
 
 from __future__ import annotations
 
+import os
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bench import scale
+from bench.api_load import CLIENTS, ROW_S, SUBMIT, WARMUP_S, ApiRow
+from bench.pipeline import DRAIN_CAP_S, RSS_BUDGET_S, RSS_JOBS, WARMUP_JOBS, Pipeline
 from bench.results import Batch, Handoff, quantile
 from bench.scale import SeedRow
 from bench.zips import ZipRun
@@ -167,3 +170,125 @@ def render(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
     ]
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)
+
+
+def rate(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.2g}" if value < 1 else f"{value:.1f}"
+
+
+def fraction(share: float) -> str:
+    """0.0004 as "1/2,500": a small share reads better as one in so many."""
+    return f"{share:.2f}" if share >= 0.1 or share <= 0 else f"1/{1 / share:,.0f}"
+
+
+def verdict(met: bool, detail: str) -> str:
+    return f"{'met' if met else 'NOT met'} ({detail})"
+
+
+def services_line(settings: Settings) -> str:
+    database = "PostgreSQL" if settings.sqlalchemy_url.startswith("postgresql") else "SQLite (embedded default)"
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    return (
+        f"  database: {database}; Redis: {settings.redis_url}; {os.cpu_count()} cores, everything on loopback;"
+        f" load average now {load}"
+    )
+
+
+def api_table(rows: Sequence[ApiRow], settings: Settings) -> str:
+    bare = rows[0].run.rate
+    title = "\n".join(
+        [
+            "API (issue 11 point 7): one server process each (uvicorn.run as `genq api` calls it),"
+            f" {CLIENTS} keep-alive clients",
+            f"  (an asyncio HTTP/1.1 load generator in this process), {ROW_S:.0f} s a row after {WARMUP_S:.0f} s of"
+            " warm-up;",
+            "  bare Litestar (one sync handler, thread pool) is the baseline, measured in this run. One user per",
+            "  client unless said. Submits are charged and queued (no worker runs them); model_pose12's image comes",
+            "  from the sample server (another process, allow-listed). CPU: the process's CPU time over the row's",
+            "  time (100 % = one core). SQL, tx (transactions) and pings: the API process's, per request.",
+            services_line(settings),
+        ]
+    )
+    header = ["load", "req/s", "p50", "p99", "/ bare", "target (issue 11)", "server CPU", "client CPU"]
+    header += ["SQL/req", "tx/req", "pings/req"]
+    body = []
+    for row in rows:
+        share = row.run.rate / bare
+        counts = row.counts or {}
+        body.append(
+            [
+                row.label,
+                rate(row.run.rate),
+                seconds(row.run.p(0.5)),
+                seconds(row.run.p(0.99)),
+                f"{share:.2f}",
+                _api_target(row, share),
+                f"{row.server_cpu:.0%}",
+                f"{row.run.client_cpu:.0%}",
+                *(f"{counts[name]:.1f}" if counts else DASH for name in ("statements", "transactions", "pings")),
+            ]
+        )
+    notes = [f"  {row.label}: unexpected answers {row.run.unexpected}" for row in rows if row.run.unexpected]
+    return "\n".join([title, render(header, body), *notes])
+
+
+def _api_target(row: ApiRow, share: float) -> str:
+    if row.label == SUBMIT:
+        met = share >= 1 / 4 and row.run.p(0.99) <= 0.050
+        return verdict(met, ">= 1/4 of bare, p99 <= 50 ms")
+    if row.label.startswith("GET /v1/jobs/"):
+        return verdict(share >= 1 / 2, ">= 1/2 of bare")
+    return DASH
+
+
+def pipeline_table(p: Pipeline, settings: Settings) -> str:
+    title = "\n".join(
+        [
+            f"pipeline (issue 11 point 7): one worker process (`genq worker`, every queue but maintenance, {p.threads}"
+            " threads),",
+            "  KIE simulator at zero latency on loopback, no slot limit binding, first poll 1 ms after the submit;",
+            "  raw Dramatiq: a no-op actor, same broker settings, same threads, same Redis, measured in this run.",
+            services_line(settings),
+        ]
+    )
+    drain = p.drain
+    done = f"all ended in {seconds(drain.seconds)}"
+    if drain.capped:
+        done = f"{drain.done:,} of {drain.queued:,} ended within the {DRAIN_CAP_S:.0f} s cap"
+    share = drain.rate / p.noop_rate
+    counts = p.per_job
+    postgres = settings.sqlalchemy_url.startswith("postgresql")
+    trips = counts["statements"] + 2 * counts["transactions"] + counts["pings"]
+    mib = 2**20
+    rss_target = f"<= 10 % over {RSS_JOBS:,} jobs" + ("" if p.rss_jobs >= RSS_JOBS else f"; seen over {p.rss_jobs:,}")
+    over = f"{RSS_JOBS:,} asked: the {RSS_BUDGET_S:.0f} s budget ran out first" if p.rss_jobs < RSS_JOBS else DASH
+    body = [
+        [f"drain: {drain.queued:,} jobs queued, released at once", f"{rate(drain.rate)} jobs/s", done],
+        [
+            f"raw Dramatiq: {p.noop_messages:,} no-op messages queued",
+            f"{rate(p.noop_rate)} msg/s",
+            "baseline",
+        ],
+        ["drain / raw Dramatiq", fraction(share), verdict(share >= 1 / 8, "target >= 1/8")],
+        [
+            "Dramatiq messages per job (the rest rounds)",
+            f"{counts['messages']:.1f}",
+            f"free work would give at most 1/{counts['messages']:.1f} of raw",
+        ],
+        ["worker SQL statements per job", f"{counts['statements']:.1f}", "enqueue to success"],
+        ["  transactions per job (BEGIN ... COMMIT/ROLLBACK)", f"{counts['transactions']:.1f}", DASH],
+        ["  pool pre-pings per job", f"{counts['pings']:.1f}", DASH],
+        [
+            "  round trips per job (statements + 2 x transactions + pings)",
+            f"{trips:.0f}" if postgres else DASH,
+            "PostgreSQL" if postgres else "SQLite: no network",
+        ],
+        ["worker CPU per job", seconds(counts["cpu_s"]), DASH],
+        [
+            f"worker RSS: after {WARMUP_JOBS} warm-up jobs -> after {p.rss_jobs:,} more",
+            f"{p.rss_before / mib:.0f} -> {p.rss_after / mib:.0f} MiB",
+            over,
+        ],
+        ["  RSS growth", f"{p.rss_growth:+.1%}", verdict(p.rss_growth <= 0.10, rss_target)],
+    ]
+    return title + "\n" + render(["pipeline", "genq", "note / target"], body)

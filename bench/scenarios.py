@@ -19,6 +19,7 @@ from bench.harness import Harness, wait_until
 from domain.jobs import TERMINAL
 from infra.accounts import NewUser
 from infra.db import jobs, users
+from infra.resources import Resources
 from workers import messages
 
 ROOM = "kie:sora-2-pro"
@@ -37,11 +38,11 @@ def seed_batch(count: int = 100) -> list[dict[str, Any]]:
     return [video(SLOW if i % 2 == 0 else FAST, batch=True) for i in range(count)]
 
 
-def member(h: Harness, plan: str, credits_: int = 1_000_000) -> NewUser:
+def member(resources: Resources, plan: str, credits_: int = 1_000_000) -> NewUser:
     """A new user, a member of `plan` for 30 days (its cap and fair-share weight come from the plan)."""
     now = datetime.now(UTC)
-    user = h.resources.accounts.create_user("139" + str(secrets.randbelow(10**8)).zfill(8), credits_, now=now)
-    with h.resources.engine.begin() as conn:
+    user = resources.accounts.create_user("139" + str(secrets.randbelow(10**8)).zfill(8), credits_, now=now)
+    with resources.engine.begin() as conn:
         values = {"plan": plan, "member_until": now + timedelta(days=30)}
         conn.execute(update(users).where(users.c.id == user.user_id).values(**values))
     return user
