@@ -43,6 +43,12 @@ def _worker(settings: Settings, args: argparse.Namespace) -> None:
     boot.run(settings, args.queues, threads=args.threads or settings.worker_threads)
 
 
+def _worker_health(settings: Settings, args: argparse.Namespace) -> int:
+    from workers.health import run_probe
+
+    return run_probe(settings, args, now=datetime.now(UTC).timestamp())
+
+
 def _sim(settings: Settings, args: argparse.Namespace) -> None:
     from genq import stack
 
@@ -126,6 +132,12 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("queues", nargs="+", choices=QUEUES, metavar="QUEUE", help=", ".join(QUEUES))
     worker.add_argument("--threads", type=int, help="worker threads in this process (WORKER_THREADS)")
     worker.set_defaults(handler=_worker)
+
+    from workers.health import add_arguments as health_arguments
+
+    health = sub.add_parser("worker-health", help="exit 0 if a worker's heartbeat here is fresh (its probes' check)")
+    health_arguments(health)
+    health.set_defaults(handler=_worker_health)
 
     sim = sub.add_parser("sim", help="serve the vendor simulators on loopback")
     sim.add_argument("--host")

@@ -193,6 +193,9 @@ def run(settings: Settings, queues: Sequence[str], *, threads: int, stop: thread
     # slot's submit, and each due poll, start within that.
     worker = dramatiq.Worker(the_broker, queues=set(queues), worker_threads=threads, worker_timeout=IDLE_FETCH_MS)
     worker.start()
+    from workers import health  # the heartbeat file the pool's probes read (`genq worker-health`)
+
+    health.start(stop, settings, queues, worker, resources)
     loops = []
     if "maintenance" in queues:
         loop = threading.Thread(

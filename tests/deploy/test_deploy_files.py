@@ -39,7 +39,7 @@ def test_every_alert_expression_uses_metrics_genq_exports() -> None:
 
 
 def test_autoscaling_watches_each_scaled_pools_queue() -> None:
-    objects = list(yaml.safe_load_all((DEPLOY / "keda.yml").read_text()))
+    objects = [o for o in yaml.safe_load_all((DEPLOY / "k8s" / "keda.yaml").read_text()) if o["kind"] == "ScaledObject"]
 
     lists = {o["spec"]["triggers"][0]["metadata"]["listName"] for o in objects}
 
