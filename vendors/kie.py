@@ -1,8 +1,9 @@
 """KIE.ai Sora 2 / Sora 2 Pro client (VENDORS.md §4): the only module that knows KIE's paths and codes.
 
 Answers are (mostly) HTTP 200 with `{code, msg, data}`; the body's `code` is classified by one table
-(`BUCKETS`) into the error buckets of `vendors.base`. The same code runs against the real host and
-the simulator: only the caller's `httpx.Client` base_url differs.
+(`BUCKETS`) into the error buckets of `vendors.base`. createTask and recordInfo answers carry their
+text in `message` where callbacks say `msg`: either is read (both, when both are set). The same code
+runs against the real host and the simulator: only the caller's `httpx.Client` base_url differs.
 
 KIE has no idempotency key and no cancel: our job id travels as `X-Request-Id` for correlation
 only, so a retried `submit` after a lost answer may start a second task; such a `submit` raises
@@ -55,7 +56,7 @@ BUCKETS: Final[Mapping[int, type[VendorError]]] = {
 """Envelope code -> bucket (VENDORS.md §4.4, §10). A code not listed is permanent (VendorRejected)."""
 
 BUSY_MESSAGE: Final = "queue full"
-"""[I] Whatever its code, an answer whose msg says this is back-pressure (VendorBusy)."""
+"""[I] Whatever its code, an answer whose text (`msg` or `message`) says this is back-pressure (VendorBusy)."""
 
 MAINTENANCE_RETRY_MS: Final = 60_000
 """455 (maintenance) is retried, but not soon: the least `retry_after_ms` hint it carries."""
@@ -198,7 +199,7 @@ class KieClient:
             raise VendorProtocolError(VENDOR, "not_json", self._scrub(resp.text)[:120]) from None
         if not _is_envelope(body):
             raise VendorProtocolError(VENDOR, "bad_envelope", self._scrub(str(body))[:120])
-        return _Envelope(body["code"], body.get("msg") or "", body.get("data"))
+        return _Envelope(body["code"], _text(body), body.get("data"))
 
     def _body_error(self, env: _Envelope, resp: httpx.Response, *, querying: bool) -> VendorError:
         code, detail = f"kie_{env.code}", self._scrub(env.msg)[:300]
@@ -253,11 +254,17 @@ def _create_body(request: VideoRequest, callback_url: str | None) -> dict[str, o
 
 
 def _is_envelope(body: object) -> bool:
-    """`{code: int, msg: str|null, data: ...}`; `data` may be absent on errors."""
+    """`{code: int, msg|message: str|null, data: ...}`; `data` may be absent on errors."""
     if not isinstance(body, dict):
         return False
-    code, msg = body.get("code"), body.get("msg")
-    return isinstance(code, int) and not isinstance(code, bool) and (msg is None or isinstance(msg, str))
+    code, texts = body.get("code"), (body.get("msg"), body.get("message"))
+    return isinstance(code, int) and not isinstance(code, bool) and all(t is None or isinstance(t, str) for t in texts)
+
+
+def _text(body: Mapping[str, object]) -> str:
+    """The answer's text: `msg` (callbacks), `message` (createTask, recordInfo), or both, joined."""
+    texts = (body.get("msg"), body.get("message"))
+    return "; ".join(dict.fromkeys(t.strip() for t in texts if isinstance(t, str) and t.strip()))
 
 
 def _files(data: object) -> tuple[VendorFile, ...]:

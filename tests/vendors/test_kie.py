@@ -284,6 +284,25 @@ def test_sim_accepts_pro_without_size_and_a_sora_2_body_without_size(kie_http) -
     assert create(kie_http, model=TEXT, input=OK_INPUT)["code"] == 200
 
 
+def test_sim_accepts_a_create_task_without_n_frames_as_a_ten_second_clip(kie_sim, clock, kie_http, kie) -> None:
+    """`n_frames` is optional at KIE: left out, the clip has KIE's default length, 10 s."""
+    envelope = create(kie_http, model=TEXT, input={"prompt": "a fox"})
+    finish(kie_sim, clock)
+    outcome = kie.poll(envelope["data"]["taskId"])
+
+    assert envelope["code"] == 200
+    assert isinstance(outcome, Done)
+    video = kie_http.get(outcome.files[0].url).content
+    assert mp4_seconds(video) == pytest.approx(10 * SIM_MEDIA_SCALE, abs=0.2)
+
+
+def mp4_seconds(data: bytes) -> float:
+    """The movie's length from its `mvhd` box (version 0: 32-bit timescale and duration)."""
+    at = data.index(b"mvhd") + 4
+    timescale, duration = (int.from_bytes(data[at + n : at + n + 4], "big") for n in (12, 16))
+    return duration / timescale
+
+
 def test_missing_or_wrong_key_gets_the_documented_401_body(kie_http) -> None:
     without = kie_http.post(CREATE_PATH, json={"model": TEXT, "input": OK_INPUT}).json()
     wrong = create(kie_http, key="kie-wrong", model=TEXT, input=OK_INPUT)
@@ -303,10 +322,18 @@ def via_sim(**knobs: object) -> Arrange:
 
 
 def canned(
-    code: int | None = None, *, msg: str = "CANNED", status: int = 200, body: bytes | None = None, data: object = None
+    code: int | None = None,
+    *,
+    msg: str | None = "CANNED",
+    message: str | None = None,
+    status: int = 200,
+    body: bytes | None = None,
+    data: object = None,
 ) -> Arrange:
-    """A fixed answer for what the simulator cannot produce through this client."""
-    content = body if body is not None else json.dumps({"code": code, "msg": msg, "data": data}).encode()
+    """A fixed answer for what the simulator cannot produce through this client; `msg` None leaves
+    it out, `message` is KIE's createTask / recordInfo spelling of it."""
+    texts = {name: text for name, text in (("msg", msg), ("message", message)) if text is not None}
+    content = body if body is not None else json.dumps({"code": code, **texts, "data": data}).encode()
     return lambda _sim: lambda _request: httpx.Response(status, content=content)
 
 
@@ -356,6 +383,10 @@ CLASSIFICATION = [
     pytest.param(via_sim(failure_rate=1.0, failure_kind="busy"), poll_unknown, VendorBusy, "kie_409",
                  id="queue-full-injected"),
     pytest.param(canned(503, msg="Queue full, retry later"), submit, VendorBusy, "kie_503", id="queue-full-msg"),
+    pytest.param(canned(503, msg=None, message="Queue full, retry later"), submit, VendorBusy, "kie_503",
+                 id="queue-full-message"),
+    pytest.param(canned(503, msg="", message="Queue full, retry later"), poll_unknown, VendorBusy, "kie_503",
+                 id="queue-full-message-empty-msg"),
     pytest.param(canned(body=b"<html>bad gateway</html>"), submit, VendorProtocolError, "not_json", id="not-json"),
     pytest.param(canned(body=b'{"status": "ok"}'), submit, VendorProtocolError, "bad_envelope", id="no-envelope"),
     pytest.param(canned(200, data={"id": "x"}), submit, VendorProtocolError, "missing_taskId", id="no-taskId"),
@@ -377,6 +408,28 @@ def test_classification(arrange: Arrange, act: Act, bucket: type[VendorError], c
 
     assert type(info.value) is bucket
     assert info.value.code == code
+
+
+@pytest.mark.parametrize(
+    ("texts", "detail"),
+    [
+        ({"message": "prompt violates the content policy"}, "prompt violates the content policy"),
+        ({"msg": None, "message": "prompt violates the content policy"}, "prompt violates the content policy"),
+        ({"msg": "failed", "message": "prompt violates the content policy"},
+         "failed; prompt violates the content policy"),
+        ({"msg": "prompt violates the content policy"}, "prompt violates the content policy"),
+    ],
+    ids=["message", "msg-null", "both", "msg"],
+)  # fmt: skip
+def test_a_rejections_text_in_message_or_msg_reaches_the_error(texts: dict[str, str | None], detail: str) -> None:
+    """createTask / recordInfo say `message`, callbacks `msg`: either becomes the job's error text."""
+    answer = json.dumps({"code": 422, **texts, "data": None}).encode()
+    transport = httpx.MockTransport(lambda _request: httpx.Response(200, content=answer))
+    with httpx.Client(transport=transport, base_url="http://kie.sim") as http, pytest.raises(VendorRejected) as info:
+        submit(http)
+
+    assert (info.value.code, info.value.detail) == ("kie_422", detail)
+    assert str(info.value) == f"kie: kie_422: {detail}"
 
 
 def test_maintenance_asks_for_a_longer_back_off() -> None:

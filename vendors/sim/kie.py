@@ -17,8 +17,9 @@ a failed delivery is lost (no retry schedule is simulated).
 The result video is an H.264 MP4 of the task's variant (`vendors.sim.video`), made when it is
 first downloaded and kept by variant and input: 720p is 720x1280 and 1080p (`size` high) is
 1080x1920 in the default portrait orientation (1280x720, 1920x1080 with `aspect_ratio`
-landscape), as long as `n_frames` says, with the prompt written in and the reference image (if
-it can be fetched) shown. `media_scale` scales frame size and length (1: the vendor's).
+landscape), as long as `n_frames` says (10 s when it is left out, KIE's default), with the prompt
+written in and the reference image (if it can be fetched) shown. `media_scale` scales frame size
+and length (1: the vendor's).
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ MODELS: Final[Mapping[str, tuple[bool, bool]]] = {
     "sora-2-pro-image-to-video": (True, True),
 }
 """The allow-list: model -> (pro: takes `size`, image: needs one `image_urls` entry)."""
+DEFAULT_N_FRAMES: Final = "10"
+"""[M] `n_frames` is optional at KIE; left out, the clip is 10 s long."""
 MSG: Final[Mapping[int, str]] = {
     200: "success", 401: "You do not have access permissions", 402: "Credits insufficient",
     404: "Task not found", 409: "queue full", 429: "Rate limited: too many requests",
@@ -466,7 +469,7 @@ class KieSim(SimulatorBase[KieKnobs]):
 
     def _new_task(self, req: _Req) -> _Task:
         model, params = str(req.body["model"]), _input(req.body)
-        size, n_frames = params.get("size"), str(params["n_frames"])
+        size, n_frames = params.get("size"), str(params.get("n_frames", DEFAULT_N_FRAMES))
         waiting, queuing, generating = self._knobs.phases(model, str(size) if size else None, n_frames)
         return _Task(
             task_id=self._new_task_id(model, req.now),
@@ -534,7 +537,7 @@ class KieSim(SimulatorBase[KieKnobs]):
         params, scale = _input(body), self._knobs.media_scale
         width, height = frame_size(str(body.get("model")), params)
         width, height = scaled(width, scale, even=True), scaled(height, scale, even=True)
-        seconds = int(str(params.get("n_frames", "10"))) * scale
+        seconds = int(str(params.get("n_frames", DEFAULT_N_FRAMES))) * scale
         prompt = str(params.get("prompt", ""))
         urls = params.get("image_urls")
         image_url = str(urls[0]) if isinstance(urls, list) and urls else ""
@@ -560,7 +563,7 @@ def _invalid(body: Mapping[str, object]) -> str:
     checks = (
         ("prompt", isinstance(params.get("prompt"), str) and bool(str(params.get("prompt")).strip()),
          "is required"),
-        ("n_frames", params.get("n_frames") in ("10", "15"), 'must be "10" or "15"'),
+        ("n_frames", params.get("n_frames", DEFAULT_N_FRAMES) in ("10", "15"), 'must be "10" or "15"'),
         ("size", ("size" not in params) if not pro else params.get("size", "standard") in ("standard", "high"),
          "must be standard or high (sora-2-pro models only)"),
         ("image_urls", _one_url(params.get("image_urls")) if image else "image_urls" not in params,
