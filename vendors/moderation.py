@@ -7,7 +7,8 @@ some push the verdict later (WeChat `mediaCheckAsync` for images). An adapter hi
   and the verdict too when the platform happened to give it in the call. genq delivers an in-call
   verdict through the very path a pushed one takes, so the rest of genq sees one kind of event.
 - `parse_push()` verifies a push (the platform's signature scheme) and turns it into
-  `(platform_task_id, Verdict)` events; a forged push raises `PushRejected`.
+  `(platform_task_id, Verdict)` events; a forged push raises `PushRejected`. A check the platform
+  could not carry out is an event too, with the decision `failed`: genq submits the item again.
 - `query()` pulls a verdict where the platform offers a query; `None` means "nothing yet, or no
   query API": genq's fallback then submits the item again.
 
@@ -39,6 +40,7 @@ class Decision(StrEnum):
     PASS = "pass"  # noqa: S105 - a verdict, not a password
     REJECT = "reject"
     REVIEW = "review"  # the platform is unsure: genq's AUDIT_LOW_CONFIDENCE_POLICY decides
+    FAILED = "failed"  # the platform could not check the item (e.g. could not download it): no verdict on it
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ errcodes and push format. Implements `vendors.moderation.ModerationPlatform`.
   worse). The overlap keeps a phrase that straddles a cut inside one chunk.
 - Images go to `mediaCheckAsync` v2: `submit` returns WeChat's `trace_id` only; the verdict arrives
   later as a `wxa_media_check` push, read by `parse_push`. WeChat has no query API: `query` is None.
+  A push with a nonzero `errcode` and no `result` (`-1008`: WeChat could not download the image)
+  is a check that failed: the verdict `failed`, not a malformed push.
 - The access token comes from `/cgi-bin/token`, shared through the `TokenCache` under
   `wechat:access_token:<appid>`, kept `expires_in` minus a margin. A `40001`/`42001` answer drops
   the cached token, fetches a new one and repeats that call once; a second token error is permanent.
@@ -268,7 +270,7 @@ class WechatModeration:
         if appid is not None and appid != self._appid:
             raise PushRejected("wrong_appid")
         try:
-            return [(_trace_id(payload), verdict_of(payload))]
+            return [(_trace_id(payload), failure_of(payload) or verdict_of(payload))]
         except _Malformed:
             raise PushRejected("malformed") from None
 
@@ -314,6 +316,14 @@ def verdict_of(payload: Mapping[str, object]) -> Verdict:
     labels = [_label(result.get("label"))] if decision is not Decision.PASS else []
     unique = dict.fromkeys(label for label in (*labels, *fired) if label and label != NORMAL_LABEL)
     return Verdict(decision, confidence_of(decision, entries), tuple(unique), raw=dict(payload))
+
+
+def failure_of(payload: Mapping[str, object]) -> Verdict | None:
+    """A media check WeChat could not carry out: a nonzero `errcode` (e.g. `-1008`, the image could
+    not be downloaded) and no `result`. The verdict `failed` (confidence 0, no labels); else None."""
+    if "result" in payload or not _errcode(payload):
+        return None
+    return Verdict(Decision.FAILED, 0.0, (), raw=dict(payload))
 
 
 def confidence_of(decision: Decision, entries: list[Mapping[str, object]]) -> float:

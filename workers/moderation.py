@@ -5,6 +5,9 @@ job's platform; it never waits for a verdict. Every verdict, whether the platfor
 call, pushed it later, or answered a pull, reaches `record_verdict` as the same event, which
 decides the audit once and then the job: all inputs pass -> `queued`; one is rejected ->
 `audit_failed` + refund. A verdict the platform is unsure of follows AUDIT_LOW_CONFIDENCE_POLICY.
+A check the platform could not carry out (the verdict `failed`, e.g. WeChat could not download the
+image) decides nothing: the input is submitted again at once, and after `CHECK_ATTEMPTS` such
+failures the job is `audit_failed` + refund (an input nobody could check does not run).
 
 Pull fallback: maintenance re-sends `check_job` for a job still pending after AUDIT_PULL_AFTER_S;
 audits without a verdict are then queried where the platform can answer, else submitted again.
@@ -25,7 +28,7 @@ from domain.jobs import JobStatus as S
 from domain.moderation import LowConfidence, effective, job_outcome
 from infra.audits import Audit, VerdictRecord
 from vendors.base import VendorRejected
-from vendors.moderation import CheckItem, ModerationPlatform
+from vendors.moderation import CheckItem, Decision, ModerationPlatform
 from workers import admission, kinds, messages
 from workers.broker import actor
 from workers.lifecycle import bind, claim, finish
@@ -33,6 +36,8 @@ from workers.runtime import Runtime
 
 log = structlog.get_logger()
 INPUT_URL_TTL_S = 3600
+CHECK_ATTEMPTS = 3
+"""Checks of one input that may fail (verdict `failed`) before its job is `audit_failed`."""
 
 
 @actor(queue_name="moderation", max_retries=3, time_limit=120_000)
@@ -46,7 +51,7 @@ def check_job(rt: Runtime, job_id: str, fence: int) -> None:
         return
     try:
         platform = rt.moderation_platform(job.moderation_platform or rt.settings.moderation_platform)
-        decided = {a.item_no for a in rt.audits.for_job(job.id) if a.status == "decided"}
+        decided = {a.item_no for a in rt.audits.for_job(job.id) if _speaks(a)}
         for item_no, given in enumerate(inputs):
             if item_no not in decided:
                 audit = rt.audits.open(job.id, item_no, given.kind, platform.name, now=rt.now())
@@ -56,6 +61,8 @@ def check_job(rt: Runtime, job_id: str, fence: int) -> None:
 
 
 def _check(rt: Runtime, job: Job, platform: ModerationPlatform, audit: Audit, given: kinds.ModerationInput) -> None:
+    if audit.status == "decided":  # the platform could not check it (`failed`): a new attempt
+        audit = rt.audits.again(audit, now=rt.now())
     if audit.status == "submitted" and audit.platform_task_id:
         if rt.now() - audit.updated_at < timedelta(seconds=rt.settings.audit_pull_after_s):
             return  # its verdict is on the way
@@ -95,8 +102,28 @@ def record_verdict(rt: Runtime, platform: str, platform_task_id: str, verdict: d
         log.info("verdict_repeated", platform=platform)
         return
     job = rt.jobs.get(job_id)
-    if job is not None and job.status is S.PENDING_AUDIT:
+    if job is None or job.status is not S.PENDING_AUDIT:
+        return
+    if record.decision == Decision.FAILED:
+        _check_failed(rt, job, platform, platform_task_id)
+    else:
         _evaluate(rt, job)
+
+
+def _check_failed(rt: Runtime, job: Job, platform: str, platform_task_id: str) -> None:
+    """Submit the input again (`check_job` opens a new attempt), or fail the job once it has failed
+    `CHECK_ATTEMPTS` times."""
+    audits = rt.audits.for_job(job.id)
+    failed = next((a for a in audits if (a.platform, a.platform_task_id) == (platform, platform_task_id)), None)
+    if failed is None:
+        return
+    failures = sum(1 for a in audits if a.item_no == failed.item_no and a.decision == Decision.FAILED)
+    log.info("moderation_check_failed", item_no=failed.item_no, failures=failures)
+    if failures < CHECK_ATTEMPTS:
+        messages.check(job.id, job.fence)
+        return
+    message = f"the moderation platform could not check input {failed.item_no} ({failures} attempts)"
+    finish(rt, job, S.PENDING_AUDIT, S.AUDIT_FAILED, code="moderation_check_failed", message=message)
 
 
 def _evaluate(rt: Runtime, job: Job) -> None:
@@ -104,12 +131,17 @@ def _evaluate(rt: Runtime, job: Job) -> None:
     audits = rt.audits.for_job(job.id)
     decided: dict[int, str] = {}
     for a in audits:  # an input's first decided attempt speaks for it
-        if a.status == "decided" and a.item_no not in decided:
+        if _speaks(a) and a.item_no not in decided:
             decided[a.item_no] = effective(a.decision or "", a.confidence or 0.0, threshold=threshold, policy=policy)
     outcome = job_outcome(decided.get(no) for no in range(len(kinds.moderation_inputs(job))))
     if outcome is not None:
         labels = sorted({label for a in audits for label in a.labels})
         _conclude(rt, job, outcome, labels)
+
+
+def _speaks(audit: Audit) -> bool:
+    """A verdict on the input: decided, and not a check that failed."""
+    return audit.status == "decided" and audit.decision != Decision.FAILED
 
 
 def _conclude(rt: Runtime, job: Job, outcome: str, labels: list[str] | None = None) -> None:

@@ -447,6 +447,10 @@ def test_a_timestamp_300_s_off_is_still_fresh(clock, wechat) -> None:
          "malformed"),
         ("POST", "signed", b'{"MsgType": "event", "Event": "wxa_media_check", "trace_id": "t", "result": {}}',
          "malformed"),
+        ("POST", "signed", b'{"MsgType": "event", "Event": "wxa_media_check", "trace_id": "t", "errcode": "x"}',
+         "malformed"),
+        ("POST", "signed", b'{"MsgType": "event", "Event": "wxa_media_check", "errcode": -1008, "detail": []}',
+         "malformed"),
         ("POST", "signed", b'{"MsgType": "event", "Event": "wxa_media_check", "trace_id": "t", '
                            b'"result": {"suggest": "maybe"}}', "malformed"),
         ("POST", "signed", b'{"MsgType": "event", "Event": "wxa_media_check", "trace_id": "t", '
@@ -458,7 +462,8 @@ def test_a_timestamp_300_s_off_is_still_fresh(clock, wechat) -> None:
         ("PUT", "signed", b"{}", "malformed"),
         ("POST", "bad-timestamp", b"{}", "malformed"),
     ],
-    ids=["unsigned", "no-signature", "not-json", "not-object", "no-trace-id", "no-suggest", "unknown-suggest",
+    ids=["unsigned", "no-signature", "not-json", "not-object", "no-trace-id", "no-suggest", "errcode-not-a-number",
+         "failure-without-trace-id", "unknown-suggest",
          "detail-not-list", "other-appid", "encrypted", "get-without-echostr", "put", "timestamp-not-a-number"],
 )  # fmt: skip
 def test_unusable_pushes_are_rejected(clock, wechat, method, query, body, reason) -> None:
@@ -471,6 +476,44 @@ def test_unusable_pushes_are_rejected(clock, wechat, method, query, body, reason
         wechat.parse_push(PushRequest(method, query, {}, body))
 
     assert info.value.reason == reason
+
+
+def test_a_media_check_failure_push_is_a_failed_verdict_not_a_malformed_push(clock, wechat) -> None:
+    """WeChat could not download the image: `errcode` -1008, an empty `detail`, no `result`."""
+    payload = {
+        "ToUserName": "gh_1", "FromUserName": OPENID, "CreateTime": int(clock.now), "MsgType": "event",
+        "Event": "wxa_media_check", "appid": APPID, "trace_id": "t-1008", "version": 2,
+        "errcode": -1008, "errmsg": "download media failed", "detail": [],
+    }  # fmt: skip
+    body = json.dumps(payload).encode()
+
+    events, answer = wechat.parse_push(PushRequest("POST", signed_query(str(int(clock.now))), {}, body))
+
+    assert answer == PushAnswer(200, "success")
+    [(trace_id, verdict)] = events
+    assert (trace_id, verdict.decision, verdict.confidence, verdict.labels) == ("t-1008", Decision.FAILED, 0.0, ())
+    assert verdict.raw == payload
+
+
+@pytest.mark.parametrize(
+    ("extra", "decision"),
+    [
+        ({"errcode": 0, "result": {"suggest": "pass"}}, Decision.PASS),
+        ({"errcode": -1008, "result": {"suggest": "risky", "label": "20002"}}, Decision.REJECT),
+        ({"errcode": "-1008"}, Decision.FAILED),
+    ],
+    ids=["errcode-0", "errcode-with-result", "errcode-as-string"],
+)
+def test_a_push_with_a_result_is_judged_by_it_and_only_an_errcode_without_one_failed(
+    clock, wechat, extra: dict[str, object], decision: Decision
+) -> None:
+    payload = {"MsgType": "event", "Event": "wxa_media_check", "trace_id": "t", "detail": []} | extra
+
+    [(_, verdict)], _ = wechat.parse_push(
+        PushRequest("POST", signed_query(str(int(clock.now))), {}, json.dumps(payload).encode())
+    )
+
+    assert verdict.decision is decision
 
 
 def test_another_event_on_the_push_url_is_acknowledged_without_events(clock, wechat) -> None:

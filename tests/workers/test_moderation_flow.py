@@ -6,7 +6,9 @@ the live API's callback endpoint, as WeChat would send them.
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,7 +24,8 @@ from infra.resources import Resources
 from infra.serving import ServerThread
 from tests.support import GARMENT, SAMPLES, auth, make_user, terminal_job, wait_for
 from vendors.sim.wechat import WechatSim
-from workers import maintenance
+from vendors.wechat_sec import push_signature
+from workers import maintenance, moderation
 from workers.runtime import Policy, Runtime
 
 Pushes = list[tuple[str, dict[str, str], bytes]]
@@ -256,3 +259,62 @@ def test_an_expired_platform_token_is_refreshed_and_the_check_completes(
 
     assert finished.status is JobStatus.SUCCEEDED
     assert [c.path for c in wechat_sim.calls].count("/cgi-bin/token") == 2
+
+
+def _media_check_failure(api: str, resources: Resources, trace_id: str) -> httpx.Response:
+    """What WeChat pushes when it could not download the image: errcode -1008, no result."""
+    settings, timestamp, nonce = resources.settings, str(int(time.time())), "4815162342"
+    body = {
+        "ToUserName": "gh_genq", "FromUserName": settings.wechat_openid, "CreateTime": int(timestamp),
+        "MsgType": "event", "Event": "wxa_media_check", "appid": settings.wechat_appid, "trace_id": trace_id,
+        "version": 2, "errcode": -1008, "errmsg": "download media failed", "detail": [],
+    }  # fmt: skip
+    signature = push_signature(settings.wechat_push_token.reveal(), timestamp, nonce)
+    query = {"signature": signature, "timestamp": timestamp, "nonce": nonce}
+    return httpx.post(f"{api}/v1/callbacks/moderation/wechat", params=query, content=json.dumps(body).encode())
+
+
+def _submitted_attempt(resources: Resources, job_id: str, attempt: int) -> str:
+    def probe() -> str | None:
+        found = [a for a in resources.audits.for_job(job_id) if a.attempt == attempt and a.status == "submitted"]
+        return found[0].platform_task_id if found else None
+
+    return wait_for(probe, what=f"attempt {attempt} to be submitted")
+
+
+def test_a_media_check_failure_push_is_answered_200_and_the_image_is_checked_again(
+    live_api: str, resources: Resources, worker: dramatiq.Worker, wechat_sim: WechatSim, forward_pushes: list[int]
+) -> None:
+    wechat_sim.configure(push_drop_rate=1.0)  # the platform's own push for attempt 0 never comes
+    user = make_user(resources, credits=1)
+    job_id = str(submit(live_api, auth(user), "basic_clean", {"image_url": PASS_IMAGE})["id"])
+    trace_id = _submitted_attempt(resources, job_id, 0)
+    wechat_sim.configure(push_drop_rate=0.0)
+
+    answer = _media_check_failure(live_api, resources, trace_id)
+    finished = terminal_job(resources, job_id, timeout_s=30)
+
+    assert (answer.status_code, answer.text) == (200, "success")
+    assert finished.status is JobStatus.SUCCEEDED
+    first, *later = resources.audits.for_job(job_id)
+    assert (first.attempt, first.status, first.decision) == (0, "decided", "failed")
+    assert [a.decision for a in later] == ["pass"]
+
+
+def test_an_image_whose_check_fails_every_time_fails_the_job_and_refunds_it(
+    live_api: str, resources: Resources, worker: dramatiq.Worker, wechat_sim: WechatSim
+) -> None:
+    wechat_sim.configure(push_drop_rate=1.0)
+    user = make_user(resources, credits=1)
+    job_id = str(submit(live_api, auth(user), "basic_clean", {"image_url": PASS_IMAGE})["id"])
+
+    answers = [
+        _media_check_failure(live_api, resources, _submitted_attempt(resources, job_id, attempt)).status_code
+        for attempt in range(moderation.CHECK_ATTEMPTS)
+    ]
+    finished = terminal_job(resources, job_id, timeout_s=30)
+    wait_for(lambda: resources.accounts.balance(user.user_id) == 1, what="the refund")
+
+    assert answers == [200] * moderation.CHECK_ATTEMPTS
+    assert (finished.status, finished.error_code) == (JobStatus.AUDIT_FAILED, "moderation_check_failed")
+    assert [a.decision for a in resources.audits.for_job(job_id)] == ["failed"] * moderation.CHECK_ATTEMPTS
