@@ -8,12 +8,16 @@ uvicorn in a thread of this process.
 from __future__ import annotations
 
 import secrets
+import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 
+from infra.embedded import check_port
 from infra.serving import ServerThread
 from infra.settings import Settings
 from vendors.sim.common import asgi_app
@@ -90,6 +94,8 @@ def start(settings: Settings, host: str = "127.0.0.1") -> Simulators:
         "wechatpay": (wxpay.handle, settings.sim_wechatpay_port),
         "alipay": (alipay.handle, settings.sim_alipay_port),
     }
+    for name, (_, port) in handlers.items():  # before any starts: a taken port names its setting
+        check_port(host, port, setting=f"SIM_{name.upper()}_PORT")
     servers: dict[str, ServerThread] = {}
     try:
         for name, (handle, port) in handlers.items():
@@ -142,6 +148,15 @@ def start(settings: Settings, host: str = "127.0.0.1") -> Simulators:
         "ALIPAY_PUBLIC_KEY": public_pem(alipay.alipay_public_key),
     }
     return Simulators(servers, env, kie, wechat, tickers)
+
+
+def write_env_file(path: Path, env: Mapping[str, str]) -> None:
+    """`env` as `NAME='value'` lines, readable by the owner only, that a POSIX shell loads with
+    `set -a; . path; set +a`: each value is quoted for sh, so a multi-line PEM key stays one value."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.chmod(0o600)  # an older file keeps its mode through touch()
+    path.write_text("".join(f"{name}={shlex.quote(value)}\n" for name, value in env.items()))
 
 
 class Ticking(Protocol):

@@ -1,15 +1,18 @@
 """`genq run`: the whole system on one machine, on embedded defaults.
 
-This process hosts what stands in for outside services (an embedded Redis, an embedded S3 server,
-the vendor simulators) and starts the API and one process per worker pool, exactly as the Procfile
-would. Ctrl-C or SIGTERM stops all of it; a child that dies stops the rest too; and if this
-process is killed outright (SIGKILL), every process it started notices and stops by itself
-(`infra.lifetime`), while what runs in its threads (S3, the simulators) ends with it.
+This process hosts what stands in for outside services (an embedded Redis and an embedded S3
+server as child processes, the vendor simulators in threads) and starts the API and one process per
+worker pool, exactly as the Procfile would. Ctrl-C or SIGTERM stops all of it; a child that dies
+stops the rest too; and if this process is killed outright (SIGKILL), every process it started
+notices and stops by itself (`infra.lifetime`), while what runs in its threads ends with it. The
+embedded S3 keeps its objects under `var/s3`, so results stored before a restart still download.
+A port that is taken stops it at start-up, naming the port, who holds it and the setting that moves it.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -23,7 +26,7 @@ import httpx
 
 from genq import simulators
 from infra.db import make_engine
-from infra.embedded import EmbeddedRedis, EmbeddedS3
+from infra.embedded import EmbeddedRedis, EmbeddedS3, PortTaken, check_port
 from infra.lifetime import orphan_proof
 from infra.migrate import upgrade
 from infra.resources import Resources
@@ -38,16 +41,18 @@ def serve_simulators(settings: Settings, *, host: str) -> None:
     """`genq sim`: the simulators alone, until Ctrl-C or SIGTERM.
 
     The settings that point genq at them (with any credentials made up here) go to
-    `var/sim.env`, readable by the owner only, never to the terminal.
+    `var/sim.env`, readable by the owner only, never to the terminal; a POSIX shell loads it.
     """
-    sims = simulators.start(settings, host)
+    try:
+        sims = simulators.start(settings, host)
+    except PortTaken as exc:
+        raise SystemExit(f"genq sim: {exc}") from None
     env_file = settings.var_dir / "sim.env"
-    env_file.parent.mkdir(parents=True, exist_ok=True)
-    env_file.touch(mode=0o600)
-    env_file.write_text("".join(f"{k}={v}\n" for k, v in sims.env.items()))
+    simulators.write_env_file(env_file, sims.env)
     for name, url in sims.urls().items():
         print(f"sim-{name}: {url}", flush=True)
-    print(f"settings for genq: {env_file} (source it before genq api / genq worker)", flush=True)
+    load = f"set -a; . {shlex.quote(str(env_file))}; set +a"
+    print(f"settings for genq: {env_file} (load them with `{load}` before genq api / genq worker)", flush=True)
     _wait_for_signal(threading.Event())
     sims.stop()
 
@@ -66,6 +71,8 @@ def run(settings: Settings) -> int:
         _wait_ready(settings, children)
         _announce(settings, overrides, shown)
         return _supervise(children, stop)
+    except PortTaken as exc:
+        raise SystemExit(f"genq run: {exc}") from None
     finally:
         for cleanup in reversed(cleanups):
             cleanup()
@@ -77,12 +84,15 @@ def _start_services(settings: Settings, cleanups: list[Callable[[], None]], show
     What a user would want to open goes into `shown` (name -> URL), for the start-up banner.
     """
     overrides: dict[str, str] = {}
+    check_port(settings.api_host, settings.api_port, setting="API_PORT")  # the API starts last: fail first
     if not settings.redis_url:
-        redis = EmbeddedRedis(settings.embedded_redis_port, workdir=settings.var_dir / "redis").start()
+        redis = EmbeddedRedis(settings.embedded_redis_port, workdir=settings.var_dir / "redis")
+        _start(redis.start, "EMBEDDED_REDIS_PORT")
         cleanups.append(redis.stop)
         overrides["REDIS_URL"] = redis.url
-    if not settings.s3_endpoint_url:
-        s3 = EmbeddedS3(settings.embedded_s3_port).start()
+    if not settings.s3_endpoint_url:  # objects kept under var/s3: results outlive a restart
+        s3 = EmbeddedS3(settings.embedded_s3_port, data_dir=settings.var_dir / "s3")
+        _start(s3.start, "EMBEDDED_S3_PORT")
         cleanups.append(s3.stop)
         overrides["S3_ENDPOINT_URL"] = s3.url
     if not settings.run_real_vendors:
@@ -98,6 +108,13 @@ def _start_services(settings: Settings, cleanups: list[Callable[[], None]], show
     overrides["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir.resolve())
     overrides["VAR_DIR"] = str(Path(settings.var_dir).resolve())
     return overrides
+
+
+def _start(start: Callable[[], object], setting: str) -> None:
+    try:
+        start()
+    except PortTaken as exc:
+        raise exc.moved_by(setting) from None
 
 
 def _prepare_state(settings: Settings) -> None:

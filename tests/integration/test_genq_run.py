@@ -88,6 +88,11 @@ def audited_stack(tmp_path: Path) -> Iterator[Stack]:
 
 
 def _run_stack(tmp_path: Path, *, external: bool, **extra: str) -> Iterator[Stack]:
+    env = _stack_env(tmp_path, external=external, **extra)
+    yield from _start_stack(env)
+
+
+def _stack_env(tmp_path: Path, *, external: bool, **extra: str) -> dict[str, str]:
     env = {
         k: v for k, v in os.environ.items() if (external or k not in SERVICE_VARS) and not k.startswith(VENDOR_PREFIXES)
     }
@@ -118,11 +123,15 @@ def _run_stack(tmp_path: Path, *, external: bool, **extra: str) -> Iterator[Stac
         "LOG_FORMAT": "json",
         **extra,
     }
+    return env
+
+
+def _start_stack(env: dict[str, str]) -> Iterator[Stack]:
     proc = subprocess.Popen(  # the whole stack, as `make run` starts it
         [sys.executable, "-m", "genq.cli", "run"], env=env, stdout=subprocess.PIPE, text=True, process_group=0
     )
     lines = _read_banner(proc)
-    yield Stack(proc, env, lines, var_dir)
+    yield Stack(proc, env, lines, Path(env["VAR_DIR"]))
     if proc.poll() is None:
         proc.kill()
         proc.wait()
@@ -299,3 +308,48 @@ def _command(pid: int) -> str:
         return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:120]
     except OSError:
         return "(gone)"
+
+
+def test_a_result_stored_before_a_restart_still_downloads(tmp_path: Path) -> None:
+    """`make run` stopped (Ctrl-C) and started again on the same var dir: the embedded S3 kept it."""
+    env = _stack_env(tmp_path, external=False)
+    first = _start_stack(env)
+    stack = next(first)
+    user = json.loads(stack.genq("users", "create", "--phone", f"136{uuid.uuid4().int % 10**8:08d}", "--credits", "5"))
+    headers = {"Authorization": f"Bearer {user['api_key']}"}
+    body = {"kind": "basic_clean", "input": {"image_url": stack.lines["sample image"]}}
+    job = httpx.post(f"{stack.api}/v1/jobs", json=body, headers=headers).json()
+    before = _wait(stack, headers, job["id"])
+    stored = httpx.get(before["results"][0]["url"]).raise_for_status().content
+    stack.proc.send_signal(signal.SIGINT)
+    assert stack.proc.wait(timeout=60) == 0
+    first.close()
+
+    second = _start_stack(env)
+    again = next(second)
+    after = httpx.get(f"{again.api}/v1/jobs/{job['id']}", headers=headers).json()
+    download = httpx.get(after["results"][0]["url"])
+    again.proc.send_signal(signal.SIGINT)
+    assert again.proc.wait(timeout=60) == 0
+    second.close()
+
+    assert before["status"] == after["status"] == "succeeded"
+    assert download.status_code == 200 and download.content == stored
+
+
+@pytest.mark.parametrize("setting", ["EMBEDDED_REDIS_PORT", "EMBEDDED_S3_PORT", "SIM_KIE_PORT", "API_PORT"])
+def test_a_taken_port_stops_genq_run_naming_the_port_its_holder_and_its_setting(tmp_path: Path, setting: str) -> None:
+    env = _stack_env(tmp_path, external=False)
+    with socket.socket() as holder:  # a stranger on the port (here: this test process)
+        holder.bind(("127.0.0.1", int(env[setting])))
+        holder.listen()
+
+        done = subprocess.run(
+            [sys.executable, "-m", "genq.cli", "run"], check=False, env=env, capture_output=True, text=True, timeout=120
+        )
+
+    assert done.returncode == 1
+    assert f"port {env[setting]} is taken by pid {os.getpid()} (" in done.stderr
+    assert f"set {setting} to use another port" in done.stderr
+    assert "ready" not in done.stdout
+    assert _ours_alive(Path(env["VAR_DIR"])) == []
