@@ -26,6 +26,7 @@ STATUS_BY_CODE = {
     "insufficient_credits": 402,
     "invalid_input": 422,
     "batch_too_large": 422,
+    "payment_channel_unavailable": 502,
     "not_found": 404,
     "conflict": 409,
     "too_late": 409,

@@ -28,7 +28,7 @@ from litestar.params import FromPath, JSONBody, RawBody
 from api import docs
 from api.auth import CurrentUser
 from domain import plans as plan_rules
-from domain.errors import InvalidInput, NotFound
+from domain.errors import ChannelUnavailable, InvalidInput, NotFound
 from infra.orders import AmountMismatch, Order
 from infra.paging import is_id
 from infra.resources import Resources
@@ -132,7 +132,14 @@ class OrdersController(Controller):
     path = "/v1/orders"
     tags = ["membership"]
 
-    @post("/", status_code=201, sync_to_thread=True, responses=docs.errors(401))
+    @post(
+        "/",
+        status_code=201,
+        sync_to_thread=True,
+        responses=docs.errors(
+            401, (502, "`payment_channel_unavailable`: the channel did not answer usably; the order failed.")
+        ),
+    )
     def create_order(
         self, data: JSONBody[OrderIn], user: User, resources: Res, channels: NamedDependency[Channels]
     ) -> OrderOut:
@@ -143,13 +150,17 @@ class OrdersController(Controller):
             raise InvalidInput("channel", f"{data.channel} payments are not configured here")
         order = resources.membership.create_order(user.id, plan, data.channel, now=datetime.now(UTC))
         description = f"genq {plan.name} membership"
-        if isinstance(client, wechatpay.WechatPayClient):
-            payment: dict[str, Any] = client.prepay(
-                order.id, plan.price_fen, description, channels.notify_url("wechat")
-            )
-        else:
-            yuan = Decimal(plan.price_fen) / 100
-            payment = client.precreate(order.id, yuan, description, channels.notify_url("alipay"))
+        try:
+            if isinstance(client, wechatpay.WechatPayClient):
+                payment: dict[str, Any] = client.prepay(
+                    order.id, plan.price_fen, description, channels.notify_url("wechat")
+                )
+            else:
+                yuan = Decimal(plan.price_fen) / 100
+                payment = client.precreate(order.id, yuan, description, channels.notify_url("alipay"))
+        except VendorError as exc:  # nothing can be paid: the order ends failed, not pending for ever
+            resources.membership.failed(order.id)
+            raise ChannelUnavailable(f"{data.channel} did not answer usably; try again", code=exc.code) from exc
         resources.membership.set_payment(order.id, payment)
         return OrderOut.of(resources.membership.order(order.id))
 

@@ -70,3 +70,9 @@ class TooManyRequests(DomainError):
     def __init__(self, message: str, *, retry_after_s: int, **details: object) -> None:
         super().__init__(message, retry_after_s=retry_after_s, **details)
         self.retry_after_s = retry_after_s
+
+
+class ChannelUnavailable(DomainError):
+    """A payment channel did not give a usable answer (down, or an answer that failed verification)."""
+
+    code = "payment_channel_unavailable"

@@ -18,13 +18,13 @@ import httpx
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from api.app import create_app
 from api.payments import Channels
 from domain.jobs import JobStatus
 from genq.simulators import private_pem, public_pem
-from infra.db import users
+from infra.db import orders, users
 from infra.resources import Resources
 from infra.settings import Secret
 from tests.support import GARMENT, SAMPLES, auth, make_user, pose12_body, terminal_job, wait_for
@@ -410,3 +410,18 @@ def test_auth_endpoints_are_rate_limited_per_ip(money: Money, resources: Resourc
 
     assert statuses == [401, 401, 401, 429]
     assert blocked.status_code == 429 and int(blocked.headers["Retry-After"]) >= 1
+
+
+@pytest.mark.parametrize("answer", [httpx.Response(503), httpx.Response(200, json={"code_url": "weixin://unsigned"})])
+def test_a_channel_without_a_usable_answer_is_502_and_the_order_fails(
+    money: Money, resources: Resources, answer: httpx.Response
+) -> None:
+    broken = Channels.from_settings(resources.settings, transport=httpx.MockTransport(lambda _: answer))
+    user = make_user(resources, credits=0)
+    with TestClient(app=create_app(resources, channels=broken)) as api:
+        resp = api.post("/v1/orders", json={"plan": "pro", "channel": "wechat"}, headers=auth(user))
+
+    assert (resp.status_code, resp.json()["error"]["code"]) == (502, "payment_channel_unavailable")
+    with resources.engine.connect() as conn:
+        statuses = list(conn.execute(select(orders.c.status).where(orders.c.user_id == user.user_id)).scalars())
+    assert statuses == ["failed"]
