@@ -10,6 +10,7 @@ from litestar.di import NamedDependency
 from infra import catalog, metrics, waiting
 from infra.resources import Resources
 from workers.broker import NAMESPACE, QUEUES
+from workers.maintenance import LEDGER_RESULT_KEY
 
 
 @get("/healthz", sync_to_thread=False, tags=["ops"])
@@ -55,4 +56,10 @@ def cluster_collector(resources: Resources) -> metrics.ClusterCollector:
             for status, (count, oldest) in resources.jobs.idle_by_state().items()
         }
 
-    return metrics.ClusterCollector(rooms, depths, states)
+    def ledger() -> tuple[int, float] | None:
+        last = resources.redis.hgetall(LEDGER_RESULT_KEY)
+        if not last:
+            return None
+        return int(last[b"mismatches"]), float(last[b"checked_at"])
+
+    return metrics.ClusterCollector(rooms, depths, states, ledger)

@@ -225,6 +225,20 @@ class Accounts:
         with self._engine.connect() as conn:
             return {row.id: (row.plan, row.member_until) for row in conn.execute(query)}
 
+    def ledger_mismatches(self, *, limit: int = 100) -> list[tuple[str, int, int]]:
+        """(user id, balance, ledger sum) for every user whose balance is not the sum of their ledger
+        (the invariant every money move keeps; a mismatch is a bug or a hand edit)."""
+        total = func.coalesce(func.sum(credit_ledger.c.amount), 0)
+        query = (
+            select(users.c.id, users.c.balance, total)
+            .select_from(users.outerjoin(credit_ledger, credit_ledger.c.user_id == users.c.id))
+            .group_by(users.c.id, users.c.balance)
+            .having(users.c.balance != total)
+            .limit(limit)
+        )
+        with self._engine.connect() as conn:
+            return [(row[0], int(row[1]), int(row[2])) for row in conn.execute(query)]
+
     def balance(self, user_id: str) -> int:
         with self._engine.connect() as conn:
             return int(conn.execute(select(users.c.balance).where(users.c.id == user_id)).scalar_one())

@@ -101,8 +101,9 @@ class ClusterCollector(Collector):
         rooms: Callable[[], Mapping[str, RoomGauges]],
         queue_depths: Callable[[], Mapping[str, int]],
         states: Callable[[], Mapping[str, StateGauges]] = dict,
+        ledger: Callable[[], tuple[int, float] | None] = lambda: None,
     ) -> None:
-        self._rooms, self._depths, self._states = rooms, queue_depths, states
+        self._rooms, self._depths, self._states, self._ledger = rooms, queue_depths, states, ledger
 
     def collect(self) -> Iterable[Metric]:
         families = {
@@ -127,7 +128,14 @@ class ClusterCollector(Collector):
         idle = GaugeMetricFamily(
             "genq_oldest_in_state_seconds", "How long the most idle job of each state has not moved", labels=["status"]
         )
+        mismatches = GaugeMetricFamily(
+            "genq_ledger_mismatches", "Users whose balance is not their ledger's sum, at the last daily check"
+        )
+        checked = GaugeMetricFamily("genq_ledger_checked_timestamp_seconds", "When the balance = ledger check last ran")
         try:
+            if (last := self._ledger()) is not None:
+                mismatches.add_metric([], last[0])
+                checked.add_metric([], last[1])
             for status, state in self._states().items():
                 in_state.add_metric([status], state.count)
                 idle.add_metric([status], state.oldest_s)
@@ -138,7 +146,7 @@ class ClusterCollector(Collector):
                 depth.add_metric([queue], count)
         except Exception:  # noqa: S110 - a scrape must answer even when Redis does not
             pass
-        return [*families.values(), depth, in_state, idle]
+        return [*families.values(), depth, in_state, idle, mismatches, checked]
 
 
 def render(multiproc_dir: str, extra: Iterable[Collector] = ()) -> tuple[bytes, str]:

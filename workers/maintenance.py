@@ -39,6 +39,8 @@ log = structlog.get_logger()
 LOCK_KEY = "genq:maintenance:reconcile"
 SWEEP_KEY = "genq:maintenance:membership-sweep"
 SWEEP_EVERY_S = 86_400
+LEDGER_KEY = "genq:maintenance:ledger-check"  # the lock of the daily balance = ledger check
+LEDGER_RESULT_KEY = "genq:maintenance:ledger"  # its last result, read by /metrics at scrape time
 WEBHOOK_GRACE_S = 30.0  # a delivery's own message normally runs at its due time: leave it that long
 
 
@@ -172,6 +174,16 @@ def _requeue_lost(rt: Runtime) -> int:
     return put
 
 
+def check_ledger(rt: Runtime, client: redis.Redis) -> int:
+    """The daily balance = ledger check (seed 000): every mismatch is logged, and the count is kept
+    in Redis for /metrics (`genq_ledger_mismatches`, alerted on) whichever process answers a scrape."""
+    found = rt.accounts.ledger_mismatches()
+    for user_id, balance, ledger in found:
+        log.error("ledger_mismatch", user_id=user_id, balance=balance, ledger=ledger)
+    client.hset(LEDGER_RESULT_KEY, mapping={"mismatches": len(found), "checked_at": rt.now().timestamp()})
+    return len(found)
+
+
 def run_periodically(stop: threading.Event, client: redis.Redis) -> None:
     """The maintenance loop: reconcile every interval, and sweep lapsed memberships daily (SPEC §4,
     §10), each one process at a time cluster-wide."""
@@ -183,5 +195,7 @@ def run_periodically(stop: threading.Event, client: redis.Redis) -> None:
                 reconcile(rt)
             if client.set(SWEEP_KEY, "1", nx=True, ex=SWEEP_EVERY_S):
                 accounts.sweep_memberships(rt)
+            if client.set(LEDGER_KEY, "1", nx=True, ex=SWEEP_EVERY_S):
+                check_ledger(rt, client)
         except Exception:  # keep the loop alive through Redis or database blips
             log.exception("maintenance_failed")

@@ -21,6 +21,8 @@ SCRAPE_TIME = {  # ClusterCollector
     "genq_queue_depth",
     "genq_jobs_in_state",
     "genq_oldest_in_state_seconds",
+    "genq_ledger_mismatches",
+    "genq_ledger_checked_timestamp_seconds",
 }
 
 

@@ -8,14 +8,19 @@ import re
 from pathlib import Path
 
 import dramatiq
+import redis
 import yaml
 from litestar import Litestar
 from litestar.testing import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import update
 
+from infra.db import users
 from infra.resources import Resources
 from tests.support import GARMENT, auth, make_user, pose12_body, terminal_job, wait_for
 from vendors.sim.runninghub import RunningHubSim
+from workers import maintenance, runtime
+from workers.runtime import Runtime
 
 Client = TestClient[Litestar]
 DEPLOY = Path(__file__).parents[2] / "deploy"
@@ -47,7 +52,7 @@ def named_in_deploy() -> set[str]:
 
 
 def test_every_new_family_has_samples_after_a_job_of_each_kind_and_the_dashboard_names_exist(
-    api: Client, resources: Resources, worker: dramatiq.Worker, rh_sim: RunningHubSim
+    api: Client, resources: Resources, worker: dramatiq.Worker, rh_sim: RunningHubSim, redis_client: redis.Redis
 ) -> None:
     user = make_user(resources, credits=1000)
     for body in KINDS:
@@ -58,6 +63,7 @@ def test_every_new_family_has_samples_after_a_job_of_each_kind_and_the_dashboard
     resources.rooms.pause("runninghub:pose12", ms=600_000)  # one job left waiting: the room gauges say so
     api.post("/v1/jobs", json=pose12_body(), headers=auth(user))
 
+    maintenance.check_ledger(runtime.current(), redis_client)  # the daily check, as maintenance runs it
     samples = scrape(api)
 
     stages = {(s[1]["kind"], s[1]["stage"]) for s in samples["genq_stage_latency_seconds_count"]}
@@ -75,3 +81,18 @@ def test_every_new_family_has_samples_after_a_job_of_each_kind_and_the_dashboard
 def _exported(name: str, samples: dict[str, list[tuple[str, dict[str, str], float]]]) -> bool:
     """A counter or histogram named by its family or one of its series."""
     return any(name == sample or name == re.sub(r"_(total|bucket|count|sum)$", "", sample) for sample in samples)
+
+
+def test_the_daily_ledger_check_reports_a_planted_mismatch_to_metrics(
+    api: Client, resources: Resources, runtime_: Runtime, redis_client: redis.Redis
+) -> None:
+    honest, planted = make_user(resources, credits=5), make_user(resources, credits=5, phone="13800000001")
+    assert maintenance.check_ledger(runtime_, redis_client) == 0
+    with resources.engine.begin() as conn:  # a balance moved without its ledger row
+        conn.execute(update(users).where(users.c.id == planted.user_id).values(balance=users.c.balance + 7))
+
+    found = maintenance.check_ledger(runtime_, redis_client)
+    [(_, labels, value)] = scrape(api)["genq_ledger_mismatches"]
+
+    assert found == 1 and value == 1.0 and labels == {}
+    assert [m[0] for m in resources.accounts.ledger_mismatches()] == [planted.user_id] != [honest.user_id]
