@@ -62,4 +62,7 @@ def cluster_collector(resources: Resources) -> metrics.ClusterCollector:
             return None
         return int(last[b"mismatches"]), float(last[b"checked_at"])
 
-    return metrics.ClusterCollector(rooms, depths, states, ledger)
+    def storage() -> tuple[int, int]:
+        return resources.meter.held(), resources.effective().storage_quota_bytes
+
+    return metrics.ClusterCollector(rooms, depths, states, ledger, storage)

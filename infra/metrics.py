@@ -102,8 +102,10 @@ class ClusterCollector(Collector):
         queue_depths: Callable[[], Mapping[str, int]],
         states: Callable[[], Mapping[str, StateGauges]] = dict,
         ledger: Callable[[], tuple[int, float] | None] = lambda: None,
+        storage: Callable[[], tuple[int, int]] = lambda: (0, 0),
     ) -> None:
         self._rooms, self._depths, self._states, self._ledger = rooms, queue_depths, states, ledger
+        self._storage = storage
 
     def collect(self) -> Iterable[Metric]:
         families = {
@@ -132,7 +134,13 @@ class ClusterCollector(Collector):
             "genq_ledger_mismatches", "Users whose balance is not their ledger's sum, at the last daily check"
         )
         checked = GaugeMetricFamily("genq_ledger_checked_timestamp_seconds", "When the balance = ledger check last ran")
+        held = GaugeMetricFamily("genq_storage_bytes", "Bytes of published results in our storage")
+        quota = GaugeMetricFamily("genq_storage_quota_bytes", "STORAGE_QUOTA_BYTES (exported when set)")
         try:
+            stored, allowed = self._storage()
+            held.add_metric([], stored)
+            if allowed:
+                quota.add_metric([], allowed)
             if (last := self._ledger()) is not None:
                 mismatches.add_metric([], last[0])
                 checked.add_metric([], last[1])
@@ -146,7 +154,7 @@ class ClusterCollector(Collector):
                 depth.add_metric([queue], count)
         except Exception:  # noqa: S110 - a scrape must answer even when Redis does not
             pass
-        return [*families.values(), depth, in_state, idle, mismatches, checked]
+        return [*families.values(), depth, in_state, idle, mismatches, checked, held, quota]
 
 
 def render(multiproc_dir: str, extra: Iterable[Collector] = ()) -> tuple[bytes, str]:

@@ -21,7 +21,7 @@ from infra.orders import Membership
 from infra.ratelimit import RateLimiter
 from infra.rooms import Rooms
 from infra.settings import Settings
-from infra.storage import Storage, make_s3_client
+from infra.storage import Storage, StorageMeter, make_s3_client
 from infra.webhooks import WebhookStore
 
 
@@ -45,6 +45,7 @@ class Resources:
     key_cache: KeyCache  # API keys looked up in this process, kept key_cache_ttl_s
     rooms: Rooms
     storage: Storage
+    meter: StorageMeter  # bytes of published results, in Redis
     images: ImageInspector
     audits: AuditStore
     rate: RateLimiter
@@ -70,6 +71,7 @@ class Resources:
             key_cache=KeyCache(accounts.key_owner, ttl_s=settings.key_cache_ttl_s),
             rooms=Rooms(client, ttl_s=settings.slot_lease_ttl_s),
             storage=Storage(make_s3_client(settings, s3_endpoint(settings)), settings.s3_bucket),
+            meter=StorageMeter(client),
             audits=AuditStore(engine),
             rate=RateLimiter(client),
             membership=Membership(engine),

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import IO, Any, Literal
 
 import boto3
+import redis
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -39,6 +40,23 @@ def _addressing(style: str) -> Literal["auto", "virtual", "path"]:
     if style == "path":
         return "path"
     return "auto"
+
+
+class StorageMeter:
+    """The bytes of published results, kept in Redis (one counter for every process): added when a
+    job's results are published, so /metrics can compare them with STORAGE_QUOTA_BYTES."""
+
+    KEY = "genq:storage:result-bytes"
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._redis = client
+
+    def add(self, size: int) -> None:
+        self._redis.incrby(self.KEY, size)
+
+    def held(self) -> int:
+        value = self._redis.get(self.KEY)
+        return int(value) if value is not None else 0
 
 
 class Storage:

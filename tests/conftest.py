@@ -321,6 +321,7 @@ def runtime_(resources: Resources, sims: httpx.MockTransport) -> Iterator[runtim
         webhook_http=webhook_client(resources.settings),  # real HTTP: receivers listen on loopback
         login=resources.login,
         sms=sms_client(resources.settings, transport=sims),
+        meter=resources.meter,
         rng=random.Random(3),
     )
     resources.jobs.announce_with(messages.webhooks)

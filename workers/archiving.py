@@ -47,6 +47,8 @@ def archive_job(rt: Runtime, job_id: str, fence: int) -> None:
         return
     if not finish(rt, job, S.ARCHIVING, S.SUCCEEDED, results=results_value(uploaded)):
         rt.storage.delete([f.key for f in uploaded])  # another attempt owns the job now
+    elif rt.meter is not None:
+        rt.meter.add(sum(f.size for f in uploaded))
 
 
 def _copy_all(rt: Runtime, job: Job, uploaded: list[ResultFile]) -> None:

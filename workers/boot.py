@@ -125,6 +125,7 @@ def build_runtime(resources: Resources) -> runtime.Runtime:
         webhook_http=webhook_client(settings),
         login=resources.login,
         sms=sms_client(settings),
+        meter=resources.meter,
     )
 
 

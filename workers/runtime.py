@@ -29,7 +29,7 @@ from infra.login import LoginCodes
 from infra.orders import Membership
 from infra.rooms import Rooms
 from infra.settings import Settings
-from infra.storage import Storage
+from infra.storage import Storage, StorageMeter
 from infra.webhooks import WebhookStore
 from vendors.base import GenerationVendor, VendorError, VendorRejected, VendorUnavailable
 from vendors.moderation import ModerationPlatform
@@ -91,6 +91,7 @@ class Runtime:
     webhook_http: httpx.Client  # POSTs webhooks; no base URL, no redirects followed
     login: LoginCodes | None = None
     sms: SmsClient | None = None
+    meter: StorageMeter | None = None  # bytes of published results (None: not counted)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     rng: random.Random = field(default_factory=random.Random)
 

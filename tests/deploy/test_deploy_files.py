@@ -23,6 +23,8 @@ SCRAPE_TIME = {  # ClusterCollector
     "genq_oldest_in_state_seconds",
     "genq_ledger_mismatches",
     "genq_ledger_checked_timestamp_seconds",
+    "genq_storage_bytes",
+    "genq_storage_quota_bytes",
 }
 
 

@@ -64,6 +64,7 @@ def test_every_new_family_has_samples_after_a_job_of_each_kind_and_the_dashboard
     api.post("/v1/jobs", json=pose12_body(), headers=auth(user))
 
     maintenance.check_ledger(runtime.current(), redis_client)  # the daily check, as maintenance runs it
+    resources.settings = resources.settings.with_(storage_quota_bytes=10**9)
     samples = scrape(api)
 
     stages = {(s[1]["kind"], s[1]["stage"]) for s in samples["genq_stage_latency_seconds_count"]}
@@ -96,3 +97,16 @@ def test_the_daily_ledger_check_reports_a_planted_mismatch_to_metrics(
 
     assert found == 1 and value == 1.0 and labels == {}
     assert [m[0] for m in resources.accounts.ledger_mismatches()] == [planted.user_id] != [honest.user_id]
+
+
+def test_published_results_are_counted_against_the_storage_quota(
+    api: Client, resources: Resources, worker: dramatiq.Worker
+) -> None:
+    resources.settings = resources.settings.with_(storage_quota_bytes=10**9)
+    user = make_user(resources, credits=2)
+    jobs = [terminal_job(resources, api.post("/v1/jobs", json=KINDS[0], headers=auth(user)).json()["id"]) for _ in "ab"]
+
+    samples = scrape(api)
+
+    assert samples["genq_storage_bytes"][0][2] == sum(f.size for job in jobs for f in job.results) > 0
+    assert samples["genq_storage_quota_bytes"][0][2] == 10**9
