@@ -48,7 +48,7 @@ def zipped(storage: Storage, rows: Sequence[tuple[int, Job]]) -> Iterator[bytes]
     with zipfile.ZipFile(pipe, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
         for row, job in rows:
             names = []
-            if job.status is JobStatus.SUCCEEDED:
+            if job.status is JobStatus.SUCCEEDED and job.results_expired_at is None:  # retention may have run
                 for i, result in enumerate(job.results):
                     name = f"{row:04d}-{job.kind}-{i}.{_extension(result.content_type, result.key)}"
                     names.append(name)

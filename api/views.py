@@ -78,6 +78,7 @@ class JobOut(msgspec.Struct):
     retried_by: list[str] | None = None  # the jobs that retry this one
     webhook_url: str | None = None  # where its events are delivered (GET /v1/jobs/{id}/deliveries)
     webhook_events: str | None = None  # completed | all
+    results_expired_at: datetime | None = None  # retention deleted its files then (RESULT_RETENTION_DAYS)
 
     @classmethod
     def of(
@@ -106,7 +107,7 @@ class JobOut(msgspec.Struct):
             results=[
                 ResultOut(signer.storage.signed_url(f.key, ttl_s=ttl), f.content_type, f.size) for f in job.results
             ]
-            if job.status is JobStatus.SUCCEEDED
+            if job.status is JobStatus.SUCCEEDED and job.results_expired_at is None
             else None,
             queue=QueueOut(queue.reason, queue.position) if queue is not None else None,
             timings=TimingsOut(**asdict(timings(moves, now=datetime.now(UTC)))) if moves else None,
@@ -114,6 +115,7 @@ class JobOut(msgspec.Struct):
             retried_by=retried_by or None,
             webhook_url=job.webhook_url,
             webhook_events=job.webhook_events,
+            results_expired_at=job.results_expired_at,
         )
 
 

@@ -113,6 +113,7 @@ class Job:
     webhook_events: str | None = None  # domain.webhooks.EventFilter
     batch_id: str | None = None  # the batch it is a row of
     batch_row: int | None = None  # that row's index (0-based); a retried row's jobs share it
+    results_expired_at: datetime | None = None  # retention deleted its stored files then
 
     @property
     def slot(self) -> str:

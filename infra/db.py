@@ -139,6 +139,7 @@ jobs = Table(
     Column("webhook_events", String(16), nullable=True),  # completed | all
     Column("batch_id", String(32), nullable=True, index=True),  # the batch it is a row of (0010)
     Column("batch_row", Integer, nullable=True),  # its row: a row's retries share it
+    Column("results_expired_at", UTCDateTime, nullable=True),  # retention deleted its files (0011)
     UniqueConstraint("user_id", "idempotency_key"),
     UniqueConstraint("user_id", "external_id"),
     CheckConstraint(f"status IN ({', '.join(repr(s.value) for s in JobStatus)})", name="status_known"),

@@ -417,6 +417,31 @@ class JobStore:
             )
         return moved.rowcount == 1
 
+    def results_due(self, *, finished_before: datetime, limit: int = 500) -> list[Job]:
+        """Succeeded jobs whose files are older than the retention and still stored."""
+        query = (
+            select(jobs)
+            .where(
+                jobs.c.status == JobStatus.SUCCEEDED,
+                jobs.c.finished_at < finished_before,
+                jobs.c.results_expired_at.is_(None),
+            )
+            .order_by(jobs.c.finished_at)
+            .limit(limit)
+        )
+        with self._engine.connect() as conn:
+            return [_job(row) for row in conn.execute(query).mappings()]
+
+    def expire_results(self, job_id: str, *, now: datetime) -> bool:
+        """Record that the job's files are gone (once: False when it was recorded already)."""
+        with self._engine.begin() as conn:
+            moved = conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.results_expired_at.is_(None))
+                .values(results_expired_at=now)
+            )
+        return moved.rowcount == 1
+
     def idle_by_state(self) -> dict[str, tuple[int, datetime]]:
         """Per non-terminal state: how many jobs, and the oldest last progress (ix_jobs_status_updated)."""
         query = (
@@ -652,6 +677,7 @@ def _written(new: NewJob, now: datetime) -> Job:
 
 
 _DEFAULTS: Mapping[str, Any] = {
+    "results_expired_at": None,
     "vendor_task_id": None,
     "results": None,
     "error_code": None,
@@ -702,6 +728,7 @@ def _job(row: RowMapping | Mapping[str, Any]) -> Job:
         webhook_events=row["webhook_events"],
         batch_id=row["batch_id"],
         batch_row=row["batch_row"],
+        results_expired_at=row["results_expired_at"],
     )
 
 

@@ -58,6 +58,9 @@ REQUEUES = Counter("genq_requeues_total", "Jobs put back with a delay (slots ful
 CREDITS_CHARGED = Counter("genq_credits_charged_total", "Credits charged for jobs", ["kind"])
 CREDITS_REFUNDED = Counter("genq_credits_refunded_total", "Credits refunded for jobs", ["kind"])
 ARCHIVED_BYTES = Counter("genq_storage_archived_bytes_total", "Bytes copied into our storage", ["kind"])
+RETENTION_DELETED = Counter(
+    "genq_retention_deleted_total", "What retention deleted: jobs' result sets, and their bytes", ["what"]
+)
 RECONCILED = Counter("genq_reconciled_total", "Messages re-sent by the reconciler", ["status"])
 ADMITTED = Counter("genq_admissions_total", "Jobs admitted from a waiting room to a vendor slot", ["slot", "priority"])
 DEGRADATIONS = Counter(

@@ -69,6 +69,7 @@ class Settings:
     s3_addressing_style: str = "path"
     embedded_s3_port: int = 9000
     signed_url_ttl_s: int = 900
+    result_retention_days: int = 0  # a succeeded job's files are deleted this long after it ends; 0: kept
     storage_quota_bytes: int = 0  # the bucket's quota, for the 90 % alert (genq_storage_quota_bytes); 0: none
     # HTTP API
     api_host: str = "127.0.0.1"

@@ -54,6 +54,9 @@ class StorageMeter:
     def add(self, size: int) -> None:
         self._redis.incrby(self.KEY, size)
 
+    def remove(self, size: int) -> None:
+        self._redis.decrby(self.KEY, size)
+
     def held(self) -> int:
         value = self._redis.get(self.KEY)
         return int(value) if value is not None else 0

@@ -41,6 +41,7 @@ SWEEP_KEY = "genq:maintenance:membership-sweep"
 SWEEP_EVERY_S = 86_400
 LEDGER_KEY = "genq:maintenance:ledger-check"  # the lock of the daily balance = ledger check
 LEDGER_RESULT_KEY = "genq:maintenance:ledger"  # its last result, read by /metrics at scrape time
+RETENTION_KEY = "genq:maintenance:retention"
 WEBHOOK_GRACE_S = 30.0  # a delivery's own message normally runs at its due time: leave it that long
 
 
@@ -184,6 +185,27 @@ def check_ledger(rt: Runtime, client: redis.Redis) -> int:
     return len(found)
 
 
+def expire_results(rt: Runtime) -> int:
+    """Retention (SPEC §10): a succeeded job's stored files go RESULT_RETENTION_DAYS after it
+    ended; the job keeps its row and answers when they expired. How many jobs' files went."""
+    days = rt.policy.current.result_retention_days
+    if days <= 0:
+        return 0
+    expired = 0
+    for job in rt.jobs.results_due(finished_before=rt.now() - timedelta(days=days)):
+        rt.storage.delete([f.key for f in job.results])  # deleting a missing key is no error: safe to repeat
+        if rt.jobs.expire_results(job.id, now=rt.now()):
+            size = sum(f.size for f in job.results)
+            if rt.meter is not None:
+                rt.meter.remove(size)
+            metrics.RETENTION_DELETED.labels("jobs").inc()
+            metrics.RETENTION_DELETED.labels("bytes").inc(size)
+            expired += 1
+    if expired:
+        log.info("results_expired", jobs=expired, days=days)
+    return expired
+
+
 def run_periodically(stop: threading.Event, client: redis.Redis) -> None:
     """The maintenance loop: reconcile every interval, and sweep lapsed memberships daily (SPEC §4,
     §10), each one process at a time cluster-wide."""
@@ -197,5 +219,7 @@ def run_periodically(stop: threading.Event, client: redis.Redis) -> None:
                 accounts.sweep_memberships(rt)
             if client.set(LEDGER_KEY, "1", nx=True, ex=SWEEP_EVERY_S):
                 check_ledger(rt, client)
+            if client.set(RETENTION_KEY, "1", nx=True, ex=SWEEP_EVERY_S):
+                expire_results(rt)
         except Exception:  # keep the loop alive through Redis or database blips
             log.exception("maintenance_failed")

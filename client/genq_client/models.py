@@ -72,6 +72,7 @@ class Job:
     retried_by: tuple[str, ...] | None = None
     webhook_url: str | None = None  # where the job's events are delivered
     webhook_events: str | None = None  # "completed" (the terminal event only) or "all"
+    results_expired_at: datetime | None = None  # the server's retention deleted the files then
     extra: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -105,6 +106,7 @@ class Job:
             retried_by=tuple(data["retried_by"]) if data.get("retried_by") is not None else None,
             webhook_url=data.get("webhook_url"),
             webhook_events=data.get("webhook_events"),
+            results_expired_at=_maybe_when(data.get("results_expired_at")),
             extra={k: v for k, v in data.items() if k not in known},
         )
 

@@ -74,6 +74,7 @@ def job_json(status: str = "queued", **changes: Any) -> dict[str, Any]:
         "retried_by": None,
         "webhook_url": None,
         "webhook_events": None,
+        "results_expired_at": None,
     }
     return job | changes
 
