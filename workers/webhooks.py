@@ -1,8 +1,9 @@
 """The webhooks pool: POST each job event to its subscriber, signed, until it is taken or given up.
 
 A try claims its delivery (fence, one more attempt, a lease), fixes the body at the first try, signs
-it with the user's secret (both secrets during a rotation), checks the target is still a public
-address (its DNS may have changed since the submit), and POSTs without following redirects. A 2xx
+it with the user's secret (both secrets during a rotation), and POSTs through a client that checks
+the target is still a public address (its DNS may have changed since the submit), connects to the
+address it checked, and follows no redirects (workers.boot.webhook_client). A 2xx
 ends it `delivered`; anything else is tried again after the next step of WEBHOOK_RETRY_WAITS_S,
 until WEBHOOK_RETRY_FOR_S after the event, then it ends `failed`. Every try is recorded.
 """
@@ -20,7 +21,6 @@ from api.views import JobOut
 from domain import webhooks
 from domain.errors import InvalidInput
 from infra import metrics
-from infra.images import Allowlist, check_public_url
 from infra.webhooks import DELIVERED, FAILED, PENDING, Attempt, Delivery
 from workers import messages
 from workers.broker import actor
@@ -69,14 +69,13 @@ def _post(rt: Runtime, delivery: Delivery, body: bytes) -> Attempt:
     code: int | None = None
     error: str | None = None
     try:
-        check_public_url("url", delivery.url, Allowlist.parse(rt.settings.fetch_allowlist), what="webhook targets")
-        response = rt.webhook_http.post(
+        response = rt.webhook_http.post(  # checks the target is public and connects to what it checked
             delivery.url, content=body, headers={**headers, "content-type": "application/json"}
         )
         code = response.status_code
         if not response.is_success:
             error = f"HTTP {code}"
-    except InvalidInput as exc:
+    except InvalidInput as exc:  # refused by the client's guard (not a public address, unusable URL)
         error = exc.message
     except httpx.HTTPError as exc:
         error = type(exc).__name__
