@@ -8,9 +8,9 @@ from litestar import MediaType, Response, get
 from litestar.di import NamedDependency
 
 from infra import catalog, metrics, waiting
+from infra.accounts import last_ledger_check
 from infra.resources import Resources
 from workers.broker import NAMESPACE, QUEUES
-from workers.maintenance import LEDGER_RESULT_KEY
 
 
 @get("/healthz", sync_to_thread=False, tags=["ops"])
@@ -56,13 +56,7 @@ def cluster_collector(resources: Resources) -> metrics.ClusterCollector:
             for status, (count, oldest) in resources.jobs.idle_by_state().items()
         }
 
-    def ledger() -> tuple[int, float] | None:
-        last = resources.redis.hgetall(LEDGER_RESULT_KEY)
-        if not last:
-            return None
-        return int(last[b"mismatches"]), float(last[b"checked_at"])
-
     def storage() -> tuple[int, int]:
         return resources.meter.held(), resources.effective().storage_quota_bytes
 
-    return metrics.ClusterCollector(rooms, depths, states, ledger, storage)
+    return metrics.ClusterCollector(rooms, depths, states, lambda: last_ledger_check(resources.redis), storage)

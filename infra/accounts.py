@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import redis
 from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
@@ -272,6 +273,20 @@ def _user(row: Any) -> User:
         created_at=row["created_at"],
         disabled_at=row["disabled_at"],
     )
+
+
+LEDGER_CHECK_KEY = "genq:maintenance:ledger"  # the last balance = ledger check, for /metrics
+
+
+def record_ledger_check(client: redis.Redis, *, mismatches: int, at: datetime) -> None:
+    """Keep the daily check's result where any process answering a scrape can read it."""
+    client.hset(LEDGER_CHECK_KEY, mapping={"mismatches": mismatches, "checked_at": at.timestamp()})
+
+
+def last_ledger_check(client: redis.Redis) -> tuple[int, float] | None:
+    """(mismatches, when, as Unix seconds) of the last check; None before the first."""
+    last = client.hgetall(LEDGER_CHECK_KEY)
+    return (int(last[b"mismatches"]), float(last[b"checked_at"])) if last else None
 
 
 def append(conn: Connection, entry: LedgerEntry, *, also: Mapping[str, Any] | None = None) -> bool:

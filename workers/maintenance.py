@@ -30,6 +30,7 @@ from domain import scheduling
 from domain.jobs import Job
 from domain.jobs import JobStatus as S
 from infra import metrics
+from infra.accounts import record_ledger_check
 from infra.rooms import Renewal
 from workers import accounts, admission, messages
 from workers.lifecycle import finish, finish_holding, time_out
@@ -40,7 +41,6 @@ LOCK_KEY = "genq:maintenance:reconcile"
 SWEEP_KEY = "genq:maintenance:membership-sweep"
 SWEEP_EVERY_S = 86_400
 LEDGER_KEY = "genq:maintenance:ledger-check"  # the lock of the daily balance = ledger check
-LEDGER_RESULT_KEY = "genq:maintenance:ledger"  # its last result, read by /metrics at scrape time
 RETENTION_KEY = "genq:maintenance:retention"
 WEBHOOK_GRACE_S = 30.0  # a delivery's own message normally runs at its due time: leave it that long
 
@@ -181,7 +181,7 @@ def check_ledger(rt: Runtime, client: redis.Redis) -> int:
     found = rt.accounts.ledger_mismatches()
     for user_id, balance, ledger in found:
         log.error("ledger_mismatch", user_id=user_id, balance=balance, ledger=ledger)
-    client.hset(LEDGER_RESULT_KEY, mapping={"mismatches": len(found), "checked_at": rt.now().timestamp()})
+    record_ledger_check(client, mismatches=len(found), at=rt.now())
     return len(found)
 
 
