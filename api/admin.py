@@ -151,6 +151,7 @@ class UsageReport(msgspec.Struct):
     start: datetime
     end: datetime  # exclusive
     items: list[UsageOut]
+    stored_at: datetime | None = None  # a closed month stored by maintenance; None: computed now
 
 
 class RoomOut(msgspec.Struct):
@@ -320,10 +321,12 @@ class AdminController(Controller):
 
     @get("/usage", sync_to_thread=True, responses=docs.errors(401, 403))
     def usage(self, admin: Admin, resources: Res, month: FromQuery[str | None] = None) -> UsageReport:
-        """Per user and kind for one calendar month (UTC, default: this one), each count by when it happened."""
+        """Per user and kind for one calendar month (UTC, default: this one), each count by when it happened.
+        A closed month is read as maintenance stored it (`stored_at`), the current one computed now."""
         period = Month.parse(month) if month else Month.of(datetime.now(UTC))
-        rows = [UsageOut(**asdict(row)) for row in reports.usage(resources.engine, period)]
-        return UsageReport(period.name, period.start, period.end, rows)
+        found, stored_at = reports.report(resources.engine, period)
+        rows = [UsageOut(**asdict(row)) for row in found]
+        return UsageReport(period.name, period.start, period.end, rows, stored_at)
 
 
 def _set_disabled(resources: Resources, user_id: str, *, disabled: bool) -> UserOut:

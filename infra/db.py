@@ -329,11 +329,35 @@ credit_ledger = Table(
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("user_id", String(32), ForeignKey("users.id"), nullable=False, index=True),
-    Column("job_id", String(32), ForeignKey("jobs.id"), nullable=True),
+    # the job charged or refunded, kept after retention deleted the job (0012): no foreign key
+    Column("job_id", String(32), nullable=True),
     Column("kind", String(16), nullable=False),
     Column("amount", BigInteger, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     UniqueConstraint("job_id", "kind"),  # one charge and one refund per job; NULL job ids never collide
+)
+
+# Each closed month's usage per user and kind, stored once by maintenance (infra/reports.py; 0012).
+usage_months = Table(
+    "usage_months",
+    metadata,
+    Column("month", String(7), primary_key=True),  # YYYY-MM: stored once, never changed
+    Column("stored_at", UTCDateTime, nullable=False),
+    Column("rows", Integer, nullable=False),
+)
+monthly_usage = Table(
+    "monthly_usage",
+    metadata,
+    Column("month", String(7), ForeignKey("usage_months.month"), primary_key=True),
+    Column("user_id", String(32), ForeignKey("users.id"), primary_key=True),
+    Column("kind", String(32), primary_key=True),
+    Column("submitted", Integer, nullable=False),
+    Column("succeeded", Integer, nullable=False),
+    Column("failed", Integer, nullable=False),
+    Column("batches", Integer, nullable=False),
+    Column("batch_jobs", Integer, nullable=False),
+    Column("credits_charged", BigInteger, nullable=False),
+    Column("credits_refunded", BigInteger, nullable=False),
 )
 
 

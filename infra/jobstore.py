@@ -607,6 +607,41 @@ class JobStore:
             )
         return earlier
 
+    # --- maintenance's periodic tasks (issue 13) ---------------------------------------------------
+
+    @property
+    def engine(self) -> Engine:
+        """The database, for maintenance's row retention and stored usage (infra.retention, infra.reports)."""
+        return self._engine
+
+    def vendor_ids_older(self, vendor: str, *, accepted_before: datetime, limit: int = 500) -> list[Job]:
+        """Jobs of `vendor` still on a vendor task it accepted before `accepted_before` (`processing`,
+        or `archiving` its outputs), oldest first."""
+        query = (
+            select(jobs)
+            .where(
+                jobs.c.vendor == vendor,
+                jobs.c.status.in_([JobStatus.PROCESSING.value, JobStatus.ARCHIVING.value]),
+                jobs.c.vendor_task_id.is_not(None),
+                jobs.c.processing_at < accepted_before,
+            )
+            .order_by(jobs.c.processing_at)
+            .limit(limit)
+        )
+        with self._engine.connect() as conn:
+            return [_job(row) for row in conn.execute(query).mappings()]
+
+    def active_upload_keys(self) -> set[str]:
+        """The direct uploads named by jobs that have not ended (their image, or one of their views)."""
+        query = select(jobs.c.input).where(jobs.c.status.in_([s.value for s in ACTIVE]))
+        keys: set[str] = set()
+        with self._engine.connect() as conn:
+            for job_input in conn.execute(query).scalars():
+                for holder in [job_input, *(job_input.get("views") or ())]:
+                    if isinstance(holder, Mapping) and isinstance(holder.get("upload_key"), str):
+                        keys.add(holder["upload_key"])
+        return keys
+
 
 def results_value(files: Iterable[ResultFile]) -> list[dict[str, Any]]:
     return [{"key": f.key, "content_type": f.content_type, "size": f.size} for f in files]

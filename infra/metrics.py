@@ -75,6 +75,28 @@ VENDOR_CANCELS = Counter("genq_vendor_cancels_total", "Vendor tasks genq no long
 LEASES_LOST = Counter(
     "genq_slot_leases_lost_total", "Renewals that found the lease lapsed and its slot taken by another", ["slot"]
 )
+# maintenance's periodic tasks (SPEC §10, seed 000); RETENTION_DELETED also counts uploads (`uploads`, `upload_bytes`)
+RETENTION_ROWS = Counter(
+    "genq_retention_rows_deleted_total",
+    "Rows deleted with ended jobs past JOB_RETENTION_DAYS, by table (the ledger is never deleted)",
+    ["table"],
+)
+TEMP_REMOVED = Counter(
+    "genq_temp_removed_total",
+    "The weekly temp sweep: local files and their bytes, abandoned multipart uploads aborted",
+    ["what"],
+)
+VENDOR_IDS_EXPIRED = Counter(
+    "genq_vendor_ids_expired_total",
+    "Jobs ended (failed, refunded) because the vendor forgot their task id (Hunyuan 3D: 24 h)",
+    ["vendor"],
+)
+USAGE_MONTHS_STORED = Counter("genq_usage_months_stored_total", "Closed months whose usage maintenance stored")
+SLOTS_RECONCILED = Counter(
+    "genq_slots_reconciled_total",
+    "Slot leases in Redis whose job no longer held them in the database, released",
+    ["vendor", "model"],
+)
 
 
 @dataclass(frozen=True)
@@ -194,6 +216,23 @@ def _zeroes() -> None:
         UNKNOWN_OUTCOMES.labels(vendor)
         for outcome in ("cancelled", "not_supported", "failed"):
             VENDOR_CANCELS.labels(vendor, outcome)
+    _maintenance_zeroes()
+
+
+def _maintenance_zeroes() -> None:
+    from infra.catalog import slot_limits  # the rooms' names; no settings are read
+    from infra.retention import TABLES
+    from infra.settings import Settings
+
+    for what in ("jobs", "bytes", "uploads", "upload_bytes"):
+        RETENTION_DELETED.labels(what)
+    for table in TABLES:
+        RETENTION_ROWS.labels(table)
+    for what in ("files", "bytes", "multipart_uploads"):
+        TEMP_REMOVED.labels(what)
+    VENDOR_IDS_EXPIRED.labels("hunyuan3d")
+    for room in slot_limits(Settings()):
+        SLOTS_RECONCILED.labels(*room.split(":", 1))
 
 
 _zeroes()

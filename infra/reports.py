@@ -1,18 +1,36 @@
-"""Read-only reports for operators: monthly usage per user and kind (SPEC §8 Admin, §10)."""
+"""Reports for operators: monthly usage per user and kind (SPEC §8 Admin, §10).
+
+A month is computed from the jobs, batches and ledger while it runs. Once it has closed (an hour
+after its end, so the writes of its last moments have landed), maintenance stores it once
+(`store_closed`): from then on its report is read from the stored rows, and stays the same when
+retention deletes the month's jobs.
+"""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, and_, case, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    and_,
+    case,
+    func,
+    insert,
+    or_,
+    select,
+)
+from sqlalchemy.exc import IntegrityError
 
 from domain.credits import LedgerKind
 from domain.errors import InvalidInput
 from domain.jobs import REFUNDABLE, JobStatus
-from infra.db import batches, credit_ledger, jobs, users
+from infra.db import batches, credit_ledger, jobs, monthly_usage, usage_months, users
+
+GRACE = timedelta(hours=1)  # a month is closed, and may be stored, this long after it ends
 
 
 @dataclass(frozen=True)
@@ -52,7 +70,83 @@ class Usage:
     credits_refunded: int = 0
 
 
+COUNTS = tuple(f.name for f in fields(Usage) if f.name not in ("user_id", "phone", "kind"))
+
+
 def usage(engine: Engine, month: Month) -> list[Usage]:
+    """Per (user, kind), each count by when it happened (see `report`)."""
+    return report(engine, month)[0]
+
+
+def report(engine: Engine, month: Month) -> tuple[list[Usage], datetime | None]:
+    """The month's usage, and when maintenance stored it: a stored month is read from its stored
+    rows, any other (the current one) computed now (None)."""
+    stored = _stored(engine, month)
+    return (live(engine, month), None) if stored is None else stored
+
+
+def closed_before(now: datetime) -> datetime:
+    """The start of the first month that has not closed at `now`."""
+    return Month.of(now - GRACE).start
+
+
+def store_closed(engine: Engine, *, now: datetime) -> list[str]:
+    """Store every closed month not stored yet, from the first job's month on; the months stored.
+
+    Safe to run anywhere at any time: a month is stored once (its marker row is the first write of
+    the transaction, and a second writer fails on it and stores nothing).
+    """
+    with engine.connect() as conn:
+        first = conn.execute(select(func.min(jobs.c.created_at))).scalar()
+        done = set(conn.execute(select(usage_months.c.month)).scalars())
+    if first is None:
+        return []
+    stored, month, bound = [], Month.of(first), closed_before(now)
+    while month.start < bound:
+        if month.name not in done and store(engine, month, now=now):
+            stored.append(month.name)
+        month = Month.of(month.end)
+    return stored
+
+
+def store(engine: Engine, month: Month, *, now: datetime) -> bool:
+    """Store `month` as it is computed now; False when it was stored already (nothing changes)."""
+    rows = live(engine, month)
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(usage_months).values(month=month.name, stored_at=now, rows=len(rows)))
+            if rows:
+                values = [{"month": month.name, **_stored_row(row)} for row in rows]
+                conn.execute(insert(monthly_usage), values)
+    except IntegrityError:
+        return False
+    return True
+
+
+def _stored_row(row: Usage) -> dict[str, Any]:
+    values = asdict(row)
+    values.pop("phone")
+    return values
+
+
+def _stored(engine: Engine, month: Month) -> tuple[list[Usage], datetime] | None:
+    marked = select(usage_months.c.stored_at).where(usage_months.c.month == month.name)
+    query = (
+        select(monthly_usage, users.c.phone)
+        .join(users, users.c.id == monthly_usage.c.user_id)
+        .where(monthly_usage.c.month == month.name)
+        .order_by(monthly_usage.c.user_id, monthly_usage.c.kind)
+    )
+    with engine.connect() as conn:
+        stored_at = conn.execute(marked).scalar()
+        if stored_at is None:
+            return None
+        found = conn.execute(query).mappings().all()
+    rows = [Usage(row["user_id"], row["phone"], row["kind"], **{n: int(row[n]) for n in COUNTS}) for row in found]
+    return rows, stored_at
+
+
+def live(engine: Engine, month: Month) -> list[Usage]:
     """Per (user, kind), each count by when it happened: two GROUP BYs merged."""
 
     def within(column: Any) -> ColumnElement[bool]:

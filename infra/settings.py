@@ -162,6 +162,13 @@ class Settings:
     stale_processing_s: float = 60.0
     stale_archiving_s: float = 300.0
     stale_refund_s: float = 30.0
+    # maintenance's periodic tasks (SPEC §10, seed 000); each runs in one process cluster-wide
+    job_retention_days: int = 0  # ended jobs, their events, deliveries deleted after this (not the ledger); 0: kept
+    upload_retention_days: int = 0  # direct uploads deleted this long after they were made; 0: kept
+    temp_max_age_s: float = 86_400.0  # the weekly sweep removes genq's temp leftovers unchanged this long; 0: off
+    hunyuan3d_task_ttl_s: float = 86_400.0  # Hunyuan 3D forgets a task this long after it is made: the job ends; 0: off
+    slot_reconcile_interval_s: float = 60.0  # leases in Redis checked against the database this often; 0: off
+    usage_stats_enabled: bool = True  # each closed month's usage per user and kind stored once
     # logs and metrics
     # accounts: phone login, JWTs, plans, payments, uploads, rate limits
     jwt_secret: Secret = Secret("")  # required for phone login; `genq run` makes one
@@ -209,6 +216,11 @@ class Settings:
     log_format: str = "auto"  # auto: JSON off a TTY, console on one
     prometheus_multiproc_dir: str = ""
 
+    def __post_init__(self) -> None:
+        for name in NOT_NEGATIVE:
+            if getattr(self, name) < 0:
+                raise SettingsError(f"{name.upper()}: must be 0 (off) or more, not {getattr(self, name)}")
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         source = os.environ if env is None else env
@@ -243,6 +255,15 @@ class Settings:
     def public(self) -> dict[str, str]:
         """Every setting as text, secrets masked: safe to print or log."""
         return {f.name: str(getattr(self, f.name)) for f in fields(self)}
+
+
+NOT_NEGATIVE = (
+    "job_retention_days",
+    "upload_retention_days",
+    "temp_max_age_s",
+    "hunyuan3d_task_ttl_s",
+    "slot_reconcile_interval_s",
+)
 
 
 def child_env(overrides: Mapping[str, str]) -> dict[str, str]:

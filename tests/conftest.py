@@ -34,8 +34,10 @@ from infra.db import (
     jobs,
     make_engine,
     moderation_audits,
+    monthly_usage,
     orders,
     sms_codes,
+    usage_months,
     users,
     vendor_attempts,
     webhook_attempts,
@@ -191,6 +193,8 @@ def resources(base_settings: Settings, db: Engine, redis_client: redis.Redis) ->
 def _empty(engine: Engine) -> None:
     with engine.begin() as conn:
         for table in (
+            monthly_usage,
+            usage_months,
             webhook_attempts,
             webhook_deliveries,
             webhook_secrets,

@@ -61,7 +61,7 @@ def test_every_revision_upgrades_from_empty_and_downgrades_to_empty(blank: Engin
     assert inspect(blank).get_table_names() == ["alembic_version"]
 
 
-REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010", "0011"]
+REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010", "0011", "0012"]
 STEPS = list(itertools.pairwise(REVISIONS))
 
 
