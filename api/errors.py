@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 import msgspec
+import psycopg
 import structlog
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
@@ -107,6 +108,13 @@ def on_database_error(request: Request[Any, Any, Any], exc: DBAPIError) -> Respo
     return on_unexpected(request, exc)
 
 
+def on_connection_lost(request: Request[Any, Any, Any], exc: psycopg.OperationalError) -> Response[Any]:
+    """The same, caught by the driver before SQLAlchemy wrapped it: a connection found closed while
+    a checkout switched it to autocommit (`infra.db.reads`). SQLAlchemy discards it on return."""
+    log.warning("database_connection_lost", error=type(exc).__name__)
+    return _respond(503, "unavailable", "the database connection was lost; retry", headers={"Retry-After": "1"})
+
+
 def on_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.exception("unhandled_error", error=repr(exc))
     return _respond(HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", "something went wrong on our side")
@@ -146,6 +154,7 @@ HANDLERS: dict[type[Exception] | int, Any] = {
     RecursionError: on_undecodable,
     DataError: on_unstorable,
     DBAPIError: on_database_error,
+    psycopg.OperationalError: on_connection_lost,
     UnicodeDecodeError: on_undecodable,
     Exception: on_unexpected,
 }

@@ -19,8 +19,10 @@ from typing import Any
 import dramatiq
 from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware
-from sqlalchemy import Engine, event
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine.default import DefaultDialect
+
+from infra.db import AUTOCOMMIT
 
 
 class Counters:
@@ -69,11 +71,16 @@ class CountMessages(Middleware):
         COUNTERS.message_done()
 
 
+def _transaction_ended(conn: Connection) -> None:
+    if conn.get_execution_options().get("isolation_level") != AUTOCOMMIT:  # `infra.db.reads`: no BEGIN sent
+        COUNTERS.add("transactions")
+
+
 def count_database() -> None:
     """Count every statement, transaction end and pre-ping of every engine in this process."""
     event.listen(Engine, "before_cursor_execute", lambda *_: COUNTERS.add("statements"))
-    event.listen(Engine, "commit", lambda *_: COUNTERS.add("transactions"))
-    event.listen(Engine, "rollback", lambda *_: COUNTERS.add("transactions"))
+    event.listen(Engine, "commit", _transaction_ended)
+    event.listen(Engine, "rollback", _transaction_ended)
     ping = getattr(DefaultDialect, "_do_ping_w_event", None)  # the pool's pre-ping: SQLAlchemy fires no event
     if ping is None:  # a SQLAlchemy without it: pings stay 0
         return

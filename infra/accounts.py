@@ -22,7 +22,7 @@ from sqlalchemy.sql.dml import Insert
 from domain import credits
 from domain.credits import LedgerEntry
 from domain.errors import InsufficientCredits
-from infra.db import api_keys, credit_ledger, users
+from infra.db import api_keys, credit_ledger, reads, users
 from infra.paging import newest_first
 
 KEY_PREFIX = "gq_"
@@ -80,6 +80,7 @@ def new_id() -> str:
 class Accounts:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._reads = reads(engine)
 
     def create_user(
         self,
@@ -133,7 +134,7 @@ class Accounts:
                 users.c.disabled_at.is_(None),
             )
         )
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             row = conn.execute(query).one_or_none()
         if row is None:
             return None
@@ -161,7 +162,7 @@ class Accounts:
 
     def keys(self, user_id: str) -> list[ApiKey]:
         query = select(api_keys).where(api_keys.c.user_id == user_id).order_by(api_keys.c.created_at, api_keys.c.id)
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return [
                 ApiKey(r.id, r.last4, r.created_at, r.revoked_at, r.webhook_url, r.webhook_events)
                 for r in conn.execute(query)
@@ -185,7 +186,7 @@ class Accounts:
         return moved.rowcount == 1
 
     def get(self, user_id: str) -> User | None:
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             row = conn.execute(select(users).where(users.c.id == user_id)).mappings().one_or_none()
         return None if row is None else _user(row)
 
@@ -198,7 +199,7 @@ class Accounts:
             query = query.where(users.c.phone.contains(phone, autoescape=True))
         if role:
             query = query.where(users.c.role == role)
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             rows, next_cursor = newest_first(conn, query, users, limit=limit, cursor=cursor)
         return [_user(row) for row in rows], next_cursor
 
@@ -223,7 +224,7 @@ class Accounts:
         if not ids:
             return {}
         query = select(users.c.id, users.c.plan, users.c.member_until).where(users.c.id.in_(ids))
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return {row.id: (row.plan, row.member_until) for row in conn.execute(query)}
 
     def ledger_mismatches(self, *, limit: int = 100) -> list[tuple[str, int, int]]:
@@ -237,16 +238,16 @@ class Accounts:
             .having(users.c.balance != total)
             .limit(limit)
         )
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return [(row[0], int(row[1]), int(row[2])) for row in conn.execute(query)]
 
     def balance(self, user_id: str) -> int:
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return int(conn.execute(select(users.c.balance).where(users.c.id == user_id)).scalar_one())
 
     def ledger_sum(self, user_id: str) -> int:
         query = select(func.coalesce(func.sum(credit_ledger.c.amount), 0)).where(credit_ledger.c.user_id == user_id)
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
     def ledger(self, user_id: str) -> list[tuple[str | None, str, int]]:
@@ -256,7 +257,7 @@ class Accounts:
             .where(credit_ledger.c.user_id == user_id)
             .order_by(credit_ledger.c.id)
         )
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return [(r.job_id, r.kind, int(r.amount)) for r in conn.execute(query)]
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Engine, RowMapping, func, select
 
 from domain.credits import LedgerKind
-from infra.db import batches, credit_ledger, jobs
+from infra.db import batches, credit_ledger, jobs, reads
 from infra.paging import newest_first
 
 
@@ -34,9 +34,10 @@ class Batch:
 class BatchStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._reads = reads(engine)
 
     def get(self, batch_id: str) -> Batch | None:
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             row = conn.execute(select(batches).where(batches.c.id == batch_id)).mappings().one_or_none()
         return None if row is None else _batch(row)
 
@@ -46,12 +47,12 @@ class BatchStore:
 
     def by_key(self, user_id: str, key: str) -> Batch | None:
         query = select(batches).where(batches.c.user_id == user_id, batches.c.idempotency_key == key)
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             row = conn.execute(query).mappings().one_or_none()
         return None if row is None else _batch(row)
 
     def list_for_user(self, user_id: str, *, limit: int, cursor: str | None) -> tuple[list[Batch], str | None]:
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             rows, next_cursor = newest_first(
                 conn, select(batches).where(batches.c.user_id == user_id), batches, limit=limit, cursor=cursor
             )
@@ -65,7 +66,7 @@ class BatchStore:
             .where(jobs.c.batch_id == batch_id)
             .group_by(credit_ledger.c.kind)
         )
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             sums = {kind: int(total) for kind, total in conn.execute(query)}
         return -sums.get(LedgerKind.CHARGE, 0), sums.get(LedgerKind.REFUND, 0)
 

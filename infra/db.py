@@ -389,5 +389,21 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
 
 
 def _sqlite_begin_immediate(conn: Any) -> None:
-    """Take SQLite's write lock at BEGIN, so concurrent writers wait instead of failing mid-way."""
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    """Take SQLite's write lock at BEGIN, so concurrent writers wait instead of failing mid-way; a
+    connection of `reads()` begins a plain (deferred) transaction: WAL readers need no lock."""
+    conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READS) else "BEGIN IMMEDIATE")
+
+
+AUTOCOMMIT = "AUTOCOMMIT"
+READS = "genq_reads"
+
+
+def reads(engine: Engine) -> Engine:
+    """The engine for reads that are one statement. On PostgreSQL its connections run in autocommit,
+    so a read is one round trip (psycopg sends BEGIN and ROLLBACK as round trips of their own
+    otherwise); the mode is a client-side switch on checkout, the pool is the engine's. On SQLite
+    they take no write lock. Reads that need one snapshot across statements, and every write, use
+    `engine.begin()`."""
+    if engine.dialect.name == "sqlite":
+        return engine.execution_options(**{READS: True})
+    return engine.execution_options(isolation_level=AUTOCOMMIT)

@@ -20,7 +20,7 @@ from domain.errors import Conflict, InsufficientCredits
 from domain.jobs import ACTIVE, REFUNDABLE, Job, JobKind, JobStatus, ResultFile, check_transition
 from infra import webhooks
 from infra.accounts import append
-from infra.db import batches, credit_ledger, job_events, jobs, users, vendor_attempts
+from infra.db import batches, credit_ledger, job_events, jobs, reads, users, vendor_attempts
 from infra.orders import Funds, locked_funds, spend_plan_credits
 from infra.paging import newest_first
 
@@ -92,6 +92,7 @@ Announce = Callable[[Sequence[tuple[str, int]]], object]
 class JobStore:
     def __init__(self, engine: Engine, *, announce: Announce | None = None) -> None:
         self._engine = engine
+        self._reads = reads(engine)
         self._announce = announce
 
     def announce_with(self, announce: Announce) -> None:
@@ -149,7 +150,7 @@ class JobStore:
                 funds = _charge_and_insert(conn, outbox, new, now, funds=funds)
 
     def get(self, job_id: str) -> Job | None:
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             row = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().one_or_none()
         return None if row is None else _job(row)
 
@@ -159,7 +160,7 @@ class JobStore:
 
     def by_vendor_task(self, vendor: str, task_id: str) -> Job | None:
         query = select(jobs).where(jobs.c.vendor_task_id == task_id, jobs.c.vendor == vendor)
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             row = conn.execute(query).mappings().first()
         return None if row is None else _job(row)
 
@@ -201,7 +202,7 @@ class JobStore:
             query = query.where(jobs.c.status == status)
         if kind is not None:
             query = query.where(jobs.c.kind == kind)
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             rows, next_cursor = newest_first(conn, query, jobs, limit=limit, cursor=cursor)
         return [_job(row) for row in rows], next_cursor
 
@@ -354,24 +355,24 @@ class JobStore:
 
     def attempts(self, job_id: str) -> list[dict[str, Any]]:
         query = select(vendor_attempts).where(vendor_attempts.c.job_id == job_id).order_by(vendor_attempts.c.attempt)
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return [dict(row) for row in conn.execute(query).mappings()]
 
     def attempt_outcome(self, job_id: str, attempt: int) -> str | None:
         query = select(vendor_attempts.c.outcome).where(
             vendor_attempts.c.job_id == job_id, vendor_attempts.c.attempt == attempt
         )
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return conn.execute(query).scalar_one_or_none()
 
     def in_flight(self, user_ids: Iterable[str]) -> dict[str, int]:
         """Jobs in `submitting` or `processing` per user: what counts against the plan's cap."""
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return _in_flight(conn, list(user_ids))
 
     def in_state(self, status: JobStatus, *, limit: int = 5000) -> list[Job]:
         query = select(jobs).where(jobs.c.status == status).order_by(jobs.c.created_at).limit(limit)
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return [_job(row) for row in conn.execute(query).mappings()]
 
     def in_room(self, vendor: str, model: str, statuses: Iterable[JobStatus], *, limit: int = 10_000) -> list[Job]:
@@ -381,13 +382,13 @@ class JobStore:
             .order_by(jobs.c.created_at)
             .limit(limit)
         )
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return [_job(row) for row in conn.execute(query).mappings()]
 
     def of_batch(self, batch_id: str) -> list[Job]:
         """Every job of the batch by row, each row's oldest first (its latest job last)."""
         query = select(jobs).where(jobs.c.batch_id == batch_id).order_by(jobs.c.batch_row, jobs.c.created_at, jobs.c.id)
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return [_job(row) for row in conn.execute(query).mappings()]
 
     def waiting_in_room(self, vendor: str, model: str, *, limit: int = 10_000) -> list[Job]:
@@ -398,12 +399,12 @@ class JobStore:
             .order_by(jobs.c.created_at)
             .limit(limit)
         )
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return [_job(row) for row in conn.execute(query).mappings()]
 
     def in_paused_batches(self, job_ids: Iterable[str]) -> set[str]:
         query = select(jobs.c.id).where(jobs.c.id.in_(list(job_ids)), ~_unpaused())
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return set(conn.execute(query).scalars())
 
     def set_batch_status(self, batch_id: str, user_id: str, expected: str, target: str, *, now: datetime) -> bool:
@@ -429,7 +430,7 @@ class JobStore:
             .order_by(jobs.c.finished_at)
             .limit(limit)
         )
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return [_job(row) for row in conn.execute(query).mappings()]
 
     def expire_results(self, job_id: str, *, now: datetime) -> bool:
@@ -449,7 +450,7 @@ class JobStore:
             .where(jobs.c.status.in_([s.value for s in ACTIVE]))
             .group_by(jobs.c.status)
         )
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return {row[0]: (int(row[1]), row[2]) for row in conn.execute(query)}  # min() keeps UTCDateTime
 
     def queued_rooms(self, user_id: str) -> set[str]:
@@ -459,7 +460,7 @@ class JobStore:
             .where(jobs.c.user_id == user_id, jobs.c.status == JobStatus.QUEUED)
             .distinct()
         )
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return {f"{r.vendor}:{r.model}" for r in conn.execute(query)}
 
     def past_deadline(self, statuses: Iterable[JobStatus], *, now: datetime, limit: int = 500) -> list[Job]:
@@ -469,7 +470,7 @@ class JobStore:
             .order_by(jobs.c.deadline_at)
             .limit(limit)
         )
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return [_job(row) for row in conn.execute(query).mappings()]
 
     def set_input(self, job_id: str, job_input: Mapping[str, Any]) -> None:
@@ -504,7 +505,7 @@ class JobStore:
     def stale(self, bounds: Mapping[JobStatus, float], *, now: datetime, limit: int = 500) -> list[Job]:
         """Jobs in each status whose last progress is older than that status's bound (seconds)."""
         found: list[Job] = []
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             for status, bound in bounds.items():
                 query = (
                     select(jobs)
@@ -525,7 +526,7 @@ class JobStore:
             .where(jobs.c.status.in_([s.value for s in REFUNDABLE]), jobs.c.updated_at < older_than, ~refunded)
             .limit(limit)
         )
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return list(conn.execute(query).scalars())
 
     def matching(self, found: JobFilter, *, limit: int) -> list[Job]:
@@ -545,14 +546,14 @@ class JobStore:
             query = query.where(jobs.c.created_at >= found.created_from)
         if found.created_to is not None:
             query = query.where(jobs.c.created_at < found.created_to)
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             rows = conn.execute(query.order_by(jobs.c.created_at, jobs.c.id).limit(limit)).mappings()
             return [_job(row) for row in rows]
 
     def retried_by(self, job_id: str) -> list[str]:
         """The jobs made by retrying this one, oldest first."""
         query = select(jobs.c.id).where(jobs.c.retry_of == job_id).order_by(jobs.c.created_at, jobs.c.id)
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return list(conn.execute(query).scalars())
 
     def moves(self, job_ids: Iterable[str]) -> dict[str, list[tuple[JobStatus, datetime]]]:
@@ -566,7 +567,7 @@ class JobStore:
             .where(job_events.c.job_id.in_(ids))
             .order_by(job_events.c.id)
         )
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             for row in conn.execute(query):
                 found[row.job_id].append((JobStatus(row.to_status), row.at))
         return found
@@ -576,28 +577,28 @@ class JobStore:
         query = (
             select(job_events).where(job_events.c.job_id == job_id, job_events.c.id > after).order_by(job_events.c.id)
         )
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return [JobEvent(r.id, r.from_status, r.to_status, r.at, dict(r.detail or {})) for r in conn.execute(query)]
 
     def events(self, job_id: str) -> list[tuple[str | None, str]]:
         query = select(job_events.c.from_status, job_events.c.to_status).where(job_events.c.job_id == job_id)
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return [(r.from_status, r.to_status) for r in conn.execute(query.order_by(job_events.c.id))]
 
     def _by_external_id(self, user_id: str, external_id: str) -> Job | None:
         query = select(jobs).where(jobs.c.user_id == user_id, jobs.c.external_id == external_id)
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             row = conn.execute(query).mappings().one_or_none()
         return None if row is None else _job(row)
 
     def _by_key(self, user_id: str, key: str) -> Job | None:
         query = select(jobs).where(jobs.c.user_id == user_id, jobs.c.idempotency_key == key)
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             row = conn.execute(query).mappings().one_or_none()
         return None if row is None else _job(row)
 
     def _replay(self, earlier: Job, new: NewJob) -> Job:
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             stored = conn.execute(select(jobs.c.request_hash).where(jobs.c.id == earlier.id)).scalar_one()
         if stored != new.request_hash:
             raise Conflict(

@@ -19,7 +19,7 @@ from domain.credits import LedgerEntry, LedgerKind
 from domain.errors import Conflict, NotFound
 from domain.plans import Plan
 from infra.accounts import append, new_id
-from infra.db import orders, users
+from infra.db import orders, reads, users
 
 _Select = TypeVar("_Select", bound=Select[Any])
 
@@ -46,6 +46,7 @@ class AmountMismatch(Conflict):
 class Membership:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._reads = reads(engine)
 
     def create_order(self, user_id: str, plan: Plan, channel: str, *, now: datetime) -> Order:
         row = {
@@ -67,7 +68,7 @@ class Membership:
             conn.execute(update(orders).where(orders.c.id == order_id).values(payment=payment))
 
     def order(self, order_id: str) -> Order:
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             row = conn.execute(select(orders).where(orders.c.id == order_id)).mappings().one_or_none()
         if row is None:
             raise NotFound(f"no order {order_id}", order_id=order_id)
@@ -118,7 +119,7 @@ class Membership:
             .where(users.c.member_until.is_not(None), users.c.member_until <= now, users.c.plan_credits > 0)
             .limit(limit)
         )
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return list(conn.execute(query).scalars())
 
     def _locked(self, conn: Connection, order_id: str) -> Order:

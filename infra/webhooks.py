@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from domain import webhooks
 from domain.jobs import JobStatus
-from infra.db import webhook_attempts, webhook_deliveries, webhook_secrets
+from infra.db import reads, webhook_attempts, webhook_deliveries, webhook_secrets
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 
@@ -92,10 +92,11 @@ def add(
 class WebhookStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._reads = reads(engine)
 
     def secret(self, user_id: str, *, now: datetime) -> SigningSecret:
         """The user's signing secret, made on first use."""
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             row = conn.execute(select(webhook_secrets).where(webhook_secrets.c.user_id == user_id)).one_or_none()
         if row is not None:
             return SigningSecret(row.secret, row.previous, row.rotated_at)
@@ -120,7 +121,7 @@ class WebhookStore:
         return SigningSecret(fresh, current, now)
 
     def get(self, delivery_id: str) -> Delivery | None:
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             row = conn.execute(select(webhook_deliveries).where(webhook_deliveries.c.id == delivery_id)).mappings()
             found = row.one_or_none()
         return None if found is None else _delivery(found)
@@ -193,7 +194,7 @@ class WebhookStore:
             .order_by(webhook_deliveries.c.next_attempt_at)
             .limit(limit)
         )
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return [_delivery(row) for row in conn.execute(query).mappings()]
 
     def redrive(self, delivery: Delivery) -> int | None:
@@ -213,7 +214,7 @@ class WebhookStore:
 
     def for_job(self, job_id: str) -> list[tuple[Delivery, list[Attempt]]]:
         """The job's deliveries, in event order, each with its tries in order."""
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             rows = conn.execute(
                 select(webhook_deliveries)
                 .where(webhook_deliveries.c.job_id == job_id)
