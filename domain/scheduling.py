@@ -7,7 +7,7 @@ limits and plans are passed in.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Final
@@ -111,20 +111,25 @@ class RoomView:
 def ordered(room: RoomView, waiting: Iterable[Waiting]) -> list[Waiting]:
     """The admission order if no one else arrives: class rank, then fair share between users (a
     simulated start-time fair queue), then arrival. A user's jobs keep their arrival order."""
+    return list(_in_order(room, waiting))
+
+
+def _in_order(room: RoomView, waiting: Iterable[Waiting]) -> Iterator[Waiting]:
+    """`ordered`, one job at a time: a caller that stops at the first job it can use pays for the
+    sort and the steps up to it, not for the whole room."""
     queues: dict[PriorityClass, dict[str, list[Waiting]]] = {}
     for job in sorted(waiting, key=lambda w: (w.arrival, w.job_id), reverse=True):  # pop() takes the earliest
         queues.setdefault(job.cls, {}).setdefault(job.user_id, []).append(job)
-    share, order = room.share, []
+    share = room.share
     for cls in sorted(queues, key=CLASS_RANK.__getitem__):
         users = queues[cls]
         while users:
             # rounded: tags within 1e-9 tie (three 1/3 steps drift), so the tie-breaks stay exact
             user = min(users, key=lambda u: (round(start_tag(share, u), 9), users[u][-1].arrival, u))
-            order.append(users[user].pop())
+            yield users[user].pop()
             share = charged(share, user, max(1, room.weights.get(user, 1)))
             if not users[user]:
                 del users[user]
-    return order
 
 
 def choose(room: RoomView, waiting: Iterable[Waiting], *, now: float, capped: Collection[str] = ()) -> Waiting | None:
@@ -133,7 +138,7 @@ def choose(room: RoomView, waiting: Iterable[Waiting], *, now: float, capped: Co
     first admissible job behind it goes instead."""
     if room.in_flight >= room.limit:
         return None
-    for job in ordered(room, waiting):
+    for job in _in_order(room, waiting):
         if job.user_id in capped or now < job.not_before:
             continue
         if room.in_flight < admission_threshold(room.limit, job.weight):

@@ -45,8 +45,7 @@ if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return 0 end
 redis.call('HDEL', KEYS[2], ARGV[2])
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[5]), ARGV[3])
 redis.call('HSET', KEYS[3], 'u:' .. ARGV[6], ARGV[7], 'vclock', ARGV[8])
-redis.call('INCR', KEYS[4])
-return 1
+return {1, redis.call('INCR', KEYS[4])}
 """
 )
 
@@ -65,6 +64,27 @@ return {
 }
 """
 )
+
+# Admission passes run one at a time per room. KEYS: admitting again; ARGV: token, ttl_ms.
+# ENTER marks the room for another pass, then takes the turn if no one holds it (1: yours). LEAVE
+# gives the turn back and takes it again at once if someone marked the room meanwhile (1: pass again).
+_ENTER = """
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  redis.call('DEL', KEYS[2])
+  return 1
+end
+return 0
+"""
+
+_LEAVE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+if redis.call('EXISTS', KEYS[2]) == 1 and redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  redis.call('DEL', KEYS[2])
+  return 1
+end
+return 0
+"""
 
 # KEYS: slots; ARGV: ttl_ms, limit, holder... -> per holder 1 renewed, 2 re-taken, 0 lost
 _RENEW = (
@@ -185,7 +205,7 @@ class Snapshot:
 
 def keys(room: str) -> dict[str, str]:
     tag = f"{PREFIX}{{{room}}}:"
-    names = ("slots", "jobs", "share", "version", "busy", "ready", "health", "rebuilding")
+    names = ("slots", "jobs", "share", "version", "busy", "ready", "health", "rebuilding", "admitting", "again")
     return {name: tag + name for name in names}
 
 
@@ -200,6 +220,8 @@ class Rooms:
         self._in_flight = client.register_script(_IN_FLIGHT)
         self._put = client.register_script(_PUT)
         self._rebuild = client.register_script(_REBUILD)
+        self._enter = client.register_script(_ENTER)
+        self._leave = client.register_script(_LEAVE)
 
     # --- the waiting set ---------------------------------------------------------------------------
 
@@ -253,14 +275,30 @@ class Rooms:
         user_id: str,
         finish: float,
         vclock: float,
-    ) -> Take:
-        """Move a waiting job to a live lease held by `holder`, if nothing changed and there is room."""
+    ) -> tuple[Take, int]:
+        """Move a waiting job to a live lease held by `holder`, if nothing changed and there is room;
+        with the room's version after a take (`version` otherwise)."""
         k = keys(room)
         answer = self._take(
             keys=[k["slots"], k["jobs"], k["share"], k["version"], k["busy"], k["ready"]],
             args=[version, job_id, holder, threshold, self.ttl_ms, user_id, repr(finish), repr(vclock)],
         )
-        return Take(int(answer))
+        if isinstance(answer, list):
+            return Take(int(answer[0])), int(answer[1])
+        return Take(int(answer)), version
+
+    # --- one admission pass at a time per room -----------------------------------------------------
+
+    def enter_admission(self, room: str, token: str, *, ttl_s: float) -> bool:
+        """Ask for a pass over the room: True when the caller's turn starts now; False when another
+        process is passing (it will pass once more for this call)."""
+        k = keys(room)
+        return bool(self._enter(keys=[k["admitting"], k["again"]], args=[token, max(int(ttl_s * 1000), 1)]))
+
+    def leave_admission(self, room: str, token: str, *, ttl_s: float) -> bool:
+        """End the caller's pass: True when someone asked meanwhile, and the turn is the caller's again."""
+        k = keys(room)
+        return bool(self._leave(keys=[k["admitting"], k["again"]], args=[token, max(int(ttl_s * 1000), 1)]))
 
     # --- leases ------------------------------------------------------------------------------------
 

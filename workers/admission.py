@@ -13,6 +13,7 @@ busy" pauses the room (back-pressure, no attempt spent); a transient failure bac
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -23,12 +24,13 @@ from domain import scheduling
 from domain.jobs import Job
 from domain.jobs import JobStatus as S
 from infra import metrics, waiting
-from infra.rooms import Entry, Take
+from infra.rooms import Entry, Snapshot, Take
 from workers import messages
 from workers.runtime import Runtime
 
 log = structlog.get_logger()
 MAX_ROUNDS = 64  # admissions (and lost races) per pass; another pass follows the next release
+ADMIT_TURN_S = 30.0  # the longest a pass may hold its room's turn
 
 
 def entry(rt: Runtime, job: Job, *, share: int | None = None) -> Entry:
@@ -53,45 +55,97 @@ def enqueue(rt: Runtime, job: Job) -> None:
 
 
 def admit(rt: Runtime, room: str) -> int:
-    """Admit the room's best waiting jobs while its slots and their owners' caps allow; how many."""
-    settings, now = rt.policy.current, rt.now()
-    admitted, capped = 0, set[str]()
-    checked: set[str] = set()
-    for _ in range(MAX_ROUNDS):
-        snapshot = rt.rooms.snapshot(room)
-        if not snapshot.ready and rebuild_if_lost(rt, room):
-            continue
-        if not snapshot.ready or snapshot.paused_ms or not snapshot.waiting:
-            break
-        users = {e.user_id for e in snapshot.waiting} - checked
-        capped |= waiting.capped(settings, rt.accounts, rt.jobs, users, now=now)
-        checked |= users
-        _, limit = waiting.limits(settings, rt.rooms, room, now=now)
-        view = waiting.view(snapshot, limit)
-        pick = scheduling.choose(view, waiting.waiting(snapshot.waiting), now=now.timestamp(), capped=capped)
-        if pick is None:
-            break
-        outcome = _take(rt, room, snapshot.version, view, pick)
-        if outcome is Take.TAKEN:
-            admitted += 1
-        elif outcome in (Take.FULL, Take.BUSY, Take.UNREADY):
-            break
-        # STALE, GONE, or a lost race in the database: look again, with the owner's cap checked
-        # again (an admission, or another process's, may have brought them to it)
-        checked.discard(pick.user_id)
+    """Admit the room's best waiting jobs while its slots and their owners' caps allow; how many.
+
+    One pass runs at a time per room, cluster-wide: a call while another process passes asks it for
+    one more pass and returns at once (0), so a burst of releases costs one pass, not one each, and
+    passes never race each other for the room's version. The turn is a lease (ADMIT_TURN_S): a
+    caller that dies holding it delays the room that long at most (maintenance admits too)."""
+    token, admitted = uuid.uuid4().hex, 0
+    turn = rt.rooms.enter_admission(room, token, ttl_s=ADMIT_TURN_S)
+    while turn:
+        try:
+            admitted += _pass(rt, room)
+        finally:
+            turn = rt.rooms.leave_admission(room, token, ttl_s=ADMIT_TURN_S)
     return admitted
 
 
-def _take(rt: Runtime, room: str, version: int, view: scheduling.RoomView, pick: scheduling.Waiting) -> Take | None:
+@dataclasses.dataclass
+class _Pass:
+    """What one pass knows: the room as last read, and its waiting owners' caps and in-flight counts."""
+
+    snapshot: Snapshot
+    caps: dict[str, int] = dataclasses.field(default_factory=dict)
+    running: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def capped(self) -> set[str]:
+        return {user for user, cap in self.caps.items() if self.running.get(user, 0) >= cap}
+
+
+def _pass(rt: Runtime, room: str) -> int:
+    """Up to MAX_ROUNDS admissions from one read of the room, kept up to date by each take's answer;
+    the room is read again only when someone else changed its waiting set."""
+    state = _read(rt, room)
+    admitted = 0
+    for _ in range(MAX_ROUNDS):
+        snapshot = state.snapshot
+        if not snapshot.ready or snapshot.paused_ms or not snapshot.waiting:
+            break
+        _, limit = waiting.limits(rt.policy.current, rt.rooms, room, now=rt.now())
+        view = waiting.view(snapshot, limit)
+        pick = scheduling.choose(
+            view, waiting.waiting(snapshot.waiting), now=rt.now().timestamp(), capped=state.capped()
+        )
+        if pick is None:
+            break
+        outcome, version = _take(rt, room, snapshot.version, view, pick, cap=state.caps.get(pick.user_id, 1))
+        if outcome is Take.TAKEN:
+            admitted += 1
+            state.running[pick.user_id] = state.running.get(pick.user_id, 0) + 1
+            state.snapshot = _after_take(snapshot, view, pick, version)
+        elif outcome in (Take.FULL, Take.BUSY, Take.UNREADY):
+            break
+        else:  # STALE, GONE, or a lost race in the database: read the room and its owners again
+            state = _read(rt, room)
+    return admitted
+
+
+def _read(rt: Runtime, room: str) -> _Pass:
+    snapshot = rt.rooms.snapshot(room)
+    if not snapshot.ready and rebuild_if_lost(rt, room):
+        snapshot = rt.rooms.snapshot(room)
+    users = {e.user_id for e in snapshot.waiting}
+    caps = waiting.caps(rt.policy.current, rt.accounts, users, now=rt.now())
+    return _Pass(snapshot, caps, rt.jobs.in_flight(users) if users else {})
+
+
+def _after_take(snapshot: Snapshot, view: scheduling.RoomView, pick: scheduling.Waiting, version: int) -> Snapshot:
+    """The room after our own take, as the take script left it: the job out of the waiting set, one
+    more lease, the owner's fair-share tag charged."""
+    share = scheduling.charged(view.share, pick.user_id, max(view.weights.get(pick.user_id, 1), 1))
+    return dataclasses.replace(
+        snapshot,
+        version=version,
+        in_flight=snapshot.in_flight + 1,
+        waiting=tuple(e for e in snapshot.waiting if e.job_id != pick.job_id),
+        vclock=share.vclock,
+        finish={**snapshot.finish, pick.user_id: share.finish[pick.user_id]},
+    )
+
+
+def _take(
+    rt: Runtime, room: str, version: int, view: scheduling.RoomView, pick: scheduling.Waiting, *, cap: int
+) -> tuple[Take | None, int]:
     """Take the pick's slot, then admit it in the database; None: look again (it moved, or its owner
-    turned out to be at the cap — its place is kept)."""
+    turned out to be at the cap — its place is kept). With the room's version after the take."""
     job = rt.jobs.get(pick.job_id)
     if job is None or job.status is not S.QUEUED:
         rt.rooms.remove(room, pick.job_id)
-        return None
+        return None, version
     holder = f"{job.id}:{job.attempt + 1}"
     share = scheduling.charged(view.share, pick.user_id, max(view.weights.get(pick.user_id, 1), 1))
-    answer = rt.rooms.take(
+    answer, version = rt.rooms.take(
         room,
         version=version,
         job_id=job.id,
@@ -102,19 +156,18 @@ def _take(rt: Runtime, room: str, version: int, view: scheduling.RoomView, pick:
         vclock=share.vclock,
     )
     if answer is not Take.TAKEN:
-        return answer
-    cap = waiting.caps(rt.policy.current, rt.accounts, [job.user_id], now=rt.now()).get(job.user_id, 1)
+        return answer, version
     admitted, at_cap = rt.jobs.admit(job, cap=cap, now=rt.now())
     if admitted is None:
         if at_cap:
             rt.rooms.put_back(room, entry(rt, job, share=cap), holder)
         else:
             rt.rooms.release(room, holder)
-        return None
+        return None, version
     metrics.ADMITTED.labels(room, job.priority).inc()
     log.info("job_admitted", job_id=job.id, room=room, attempt=admitted.attempt, priority=job.priority)
     messages.submit(admitted.id, admitted.fence)
-    return Take.TAKEN
+    return Take.TAKEN, version
 
 
 def rebuild_if_lost(rt: Runtime, room: str) -> bool:

@@ -23,9 +23,10 @@ def entry(job_id: str, user: str = "u1") -> Entry:
 def take(rooms: Rooms, job_id: str, *, threshold: int = 2, version: int | None = None) -> Take:
     current = rooms.snapshot(ROOM).version if version is None else version
     holder = f"{job_id}:1"
-    return rooms.take(
+    answer, _ = rooms.take(
         ROOM, version=current, job_id=job_id, holder=holder, threshold=threshold, user_id="u1", finish=1, vclock=0
     )
+    return answer
 
 
 def test_every_key_of_a_room_shares_one_cluster_hash_tag() -> None:
@@ -106,3 +107,25 @@ def test_a_rebuild_keeps_a_job_enqueued_while_it_read_the_database(redis_client:
     rooms.rebuild(ROOM, [], [entry("y")])
 
     assert {e.job_id for e in rooms.snapshot(ROOM).waiting} == {"late", "y"}
+
+
+def test_one_admission_turn_per_room_and_a_request_meanwhile_buys_one_more_pass(redis_client: redis.Redis) -> None:
+    rooms = ready_room(redis_client)
+
+    assert rooms.enter_admission(ROOM, "first", ttl_s=30)
+    assert not rooms.enter_admission(ROOM, "second", ttl_s=30)  # the first is passing: it passes again
+    assert rooms.leave_admission(ROOM, "first", ttl_s=30)  # ... so its turn goes on
+    assert not rooms.enter_admission(ROOM, "third", ttl_s=30)
+    assert rooms.leave_admission(ROOM, "first", ttl_s=30)
+    assert not rooms.leave_admission(ROOM, "first", ttl_s=30)  # nobody asked since: the turn ends
+    assert rooms.enter_admission(ROOM, "fourth", ttl_s=30)  # and the next caller takes it
+
+
+def test_an_admission_turn_ended_by_its_lease_is_not_given_back_by_its_late_holder(redis_client: redis.Redis) -> None:
+    rooms = ready_room(redis_client)
+    assert rooms.enter_admission(ROOM, "dead", ttl_s=30)
+    redis_client.delete(keys(ROOM)["admitting"])  # the lease ran out (its holder stalled)
+    assert rooms.enter_admission(ROOM, "next", ttl_s=30)
+
+    assert not rooms.leave_admission(ROOM, "dead", ttl_s=30)
+    assert not rooms.enter_admission(ROOM, "other", ttl_s=30)  # still the next caller's turn

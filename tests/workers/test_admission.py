@@ -3,6 +3,7 @@ every plan's cap, with queue positions and reasons. Real Redis broker, database,
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from typing import Any
 
@@ -17,7 +18,7 @@ from infra.resources import Resources
 from tests.support import auth, make_user, pose12_body, terminal_job, wait_for
 from vendors.sim.kie import KieSim
 from vendors.sim.runninghub import RunningHubSim
-from workers import messages
+from workers import admission, messages
 from workers.runtime import Policy, Runtime
 
 Client = TestClient[Litestar]
@@ -84,6 +85,35 @@ def test_a_released_slot_admits_the_next_job_with_no_fallback_at_all(
 
     assert {job.status for job in finished} == {JobStatus.SUCCEEDED}
     assert rh_sim.max_concurrent(resources.settings.runninghub_api_key.reveal()) == 1
+
+
+def test_a_pass_admits_from_one_read_of_its_room_and_a_call_meanwhile_only_asks_for_another(
+    api: Client, resources: Resources, worker: dramatiq.Worker, runtime_: Runtime, monkeypatch: Any
+) -> None:
+    """Ten waiting jobs, room for all: one pass reads the room once and admits the ten (not one read
+    and one sort of the whole room per admission); while another process holds the room's turn, a
+    call admits nothing itself and the holder's turn goes on for one more pass."""
+    runtime_.policy = Policy.from_settings(runtime_.settings.with_(kie_concurrency_sora_2_pro=20))
+    user = make_user(resources, credits=10_000, plan="enterprise")
+    resources.rooms.pause(ROOM, ms=600_000)
+    ids = [post(api, user, video()) for _ in range(10)]
+    wait_for(lambda: len(resources.rooms.snapshot(ROOM).waiting) == 10, what="every job in the room")
+    resources.rooms.resume(ROOM)
+    reads: list[int] = []  # the threads that read the room
+    snapshot = runtime_.rooms.snapshot
+    monkeypatch.setattr(runtime_.rooms, "snapshot", lambda room: reads.append(threading.get_ident()) or snapshot(room))
+
+    assert resources.rooms.enter_admission(ROOM, "another process", ttl_s=30)
+    assert admission.admit(runtime_, ROOM) == 0
+    assert reads == [] and len(resources.rooms.snapshot(ROOM).waiting) == 10
+    assert resources.rooms.leave_admission(ROOM, "another process", ttl_s=30)  # asked for one more pass
+    resources.rooms.leave_admission(ROOM, "another process", ttl_s=30)
+
+    assert admission.admit(runtime_, ROOM) == 10
+    # one read for the ten; a second pass at most, when a worker thread asked for one meanwhile
+    assert 1 <= reads.count(threading.get_ident()) <= 2
+    for job_id in ids:
+        assert terminal_job(resources, job_id, timeout_s=60).status is JobStatus.SUCCEEDED
 
 
 def test_interactive_then_fast_then_slow_whatever_the_arrival(
