@@ -215,11 +215,16 @@ class Settings:
     log_level: str = "info"
     log_format: str = "auto"  # auto: JSON off a TTY, console on one
     prometheus_multiproc_dir: str = ""
+    # `genq worker` serves GET /metrics (its own families) on this port, on every interface; 0: off
+    worker_metrics_port: int = 0
 
     def __post_init__(self) -> None:
         for name in NOT_NEGATIVE:
             if getattr(self, name) < 0:
                 raise SettingsError(f"{name.upper()}: must be 0 (off) or more, not {getattr(self, name)}")
+        if self.worker_metrics_port > MAX_PORT:
+            port = self.worker_metrics_port
+            raise SettingsError(f"WORKER_METRICS_PORT: must be a port (1-{MAX_PORT}) or 0 (off), not {port}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -263,7 +268,9 @@ NOT_NEGATIVE = (
     "temp_max_age_s",
     "hunyuan3d_task_ttl_s",
     "slot_reconcile_interval_s",
+    "worker_metrics_port",
 )
+MAX_PORT = 65535
 
 
 def child_env(overrides: Mapping[str, str]) -> dict[str, str]:

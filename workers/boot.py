@@ -31,7 +31,7 @@ from vendors.runninghub import RunningHubClient
 from vendors.tencent_ci import TencentCiClient
 from vendors.tencent_sms import SmsClient
 from vendors.wechat_sec import WechatModeration
-from workers import broker, maintenance, messages, runtime
+from workers import broker, maintenance, messages, metrics_server, runtime
 
 log = structlog.get_logger()
 IDLE_FETCH_MS = 100
@@ -190,6 +190,7 @@ def run(settings: Settings, queues: Sequence[str], *, threads: int, stop: thread
     if "archiving" in queues:
         resources.storage.ensure_bucket()
     the_broker = broker.install(broker.redis_broker(redis_url(settings)))
+    exporter = metrics_server.start(settings)  # GET /metrics on WORKER_METRICS_PORT (None: 0); a bad port fails here
     # An idle consumer looks for new messages every 100 ms (Dramatiq's default is 1 s): a released
     # slot's submit, and each due poll, start within that.
     worker = dramatiq.Worker(the_broker, queues=set(queues), worker_threads=threads, worker_timeout=IDLE_FETCH_MS)
@@ -208,6 +209,8 @@ def run(settings: Settings, queues: Sequence[str], *, threads: int, stop: thread
     stop.wait()
     log.info("worker_stopping")
     worker.stop(timeout=10_000)
+    if exporter is not None:
+        exporter.close()
     for loop in loops:
         loop.join(5)
     the_broker.close()

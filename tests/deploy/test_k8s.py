@@ -182,6 +182,23 @@ def test_a_worker_pools_probes_read_the_heartbeat_its_worker_writes(queue: str, 
     assert all(health.main(argv[3:], env={"VAR_DIR": str(tmp_path)}) == 0 for argv in probes.values())
 
 
+@pytest.mark.parametrize("queue", QUEUES)
+def test_a_worker_pool_exposes_worker_metrics_port_and_is_annotated_for_scraping(queue: str) -> None:
+    """Each pod's worker serves /metrics on WORKER_METRICS_PORT: the port the pod names and scrapes."""
+    pool = of_kind("Deployment")[f"genq-{queue}"]
+    port = int(data("genq-config")["WORKER_METRICS_PORT"])
+
+    (named,) = [p for p in container(pool).get("ports", []) if p.get("name") == "metrics"]
+    annotations = pool["spec"]["template"]["metadata"].get("annotations", {})
+
+    assert port > 0 and named["containerPort"] == port
+    assert annotations == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(port),
+        "prometheus.io/path": "/metrics",
+    }
+
+
 def test_every_pod_can_write_var_dir_and_tmp() -> None:
     """The root filesystem is read-only: the heartbeat file and temporary files need a volume."""
     var_dir = data("genq-config")["VAR_DIR"]
