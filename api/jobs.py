@@ -96,15 +96,20 @@ class JobsController(Controller):
         """
         ip = client_ip(request)
         fetched = await prefetch(resources.images, data.kind, data.input)  # image URLs: fetched without a thread
-        job, created = await to_thread(lambda: _create(data, user, resources, prices, ip, idempotency_key, fetched))
-        wait = prefer_wait(prefer)
-        if wait:
-            job = await until_ended(resources, job, wait)
+        wait = prefer_wait(prefer) or 0
+
+        def create() -> tuple[Job, bool, JobOut | None]:  # the answer in the same hop, unless it waits
+            job, created = _create(data, user, resources, prices, ip, idempotency_key, fetched)
+            if wait:
+                return job, created, None
+            return job, created, answer_for(resources, job, moves=[(job.status, job.created_at)] if created else None)
+
+        job, created, answer = await to_thread(create)
         headers = {} if created else {"Idempotent-Replayed": "true"}
-        if wait:
+        if answer is None:  # it waits
+            job = await until_ended(resources, job, wait)
             headers["Preference-Applied"] = f"wait={wait}"
-        moves = [(job.status, job.created_at)] if created and not wait else None
-        answer = await to_thread(lambda: answer_for(resources, job, moves=moves))
+            answer = await to_thread(lambda: answer_for(resources, job))
         return Response(answer, status_code=HTTP_202_ACCEPTED, headers=headers)
 
     @get("/{job_id:str}", responses=docs.errors(401, 404))
@@ -113,14 +118,12 @@ class JobsController(Controller):
     ) -> Response[JobOut]:
         """The job, from the database only. `Prefer: wait=N` (N <= 60): answer once it has ended, or
         after N seconds with its state (`Preference-Applied` says the wait was honoured)."""
-        job = await to_thread(lambda: resources.jobs.get_for_user(user.id, job_id) if is_id(job_id) else None)
-        if job is None:
-            raise NotFound(f"no job {job_id}", job_id=job_id)
         wait = prefer_wait(prefer)
-        if wait:
-            job = await until_ended(resources, job, wait)
+        if not wait:  # the read and the answer in one hop to a thread
+            return Response(await to_thread(lambda: answer_for(resources, _owned(resources, user, job_id), pull=True)))
+        job = await until_ended(resources, await to_thread(lambda: _owned(resources, user, job_id)), wait)
         answer = await to_thread(lambda: answer_for(resources, job, pull=True))
-        return Response(answer, headers={"Preference-Applied": f"wait={wait}"} if wait else {})
+        return Response(answer, headers={"Preference-Applied": f"wait={wait}"})
 
     @post(
         "/{job_id:str}/cancel",
@@ -277,6 +280,13 @@ def webhook_of(
         return None, None
     check_public_url("webhook_url", url, resources.images.allowlist, what="webhook targets")
     return url, events or EventFilter.COMPLETED
+
+
+def _owned(resources: Resources, user: User, job_id: str) -> Job:
+    job = resources.jobs.get_for_user(user.id, job_id) if is_id(job_id) else None
+    if job is None:
+        raise NotFound(f"no job {job_id}", job_id=job_id)
+    return job
 
 
 def answer_for(
