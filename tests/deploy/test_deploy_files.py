@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -54,3 +55,17 @@ def test_procfile_has_one_line_per_pool_and_the_api() -> None:
     lines = (DEPLOY.parent / "Procfile").read_text().splitlines()
 
     assert [line.split(":")[0] for line in lines] == ["api", *QUEUES]
+
+
+def expressions() -> list[str]:
+    rules = [rule for group in yaml.safe_load((DEPLOY / "alerts.yml").read_text())["groups"] for rule in group["rules"]]
+    panels = json.loads((DEPLOY / "grafana" / "genq.json").read_text())["panels"]
+    return [rule["expr"] for rule in rules] + [t["expr"] for p in panels for t in p.get("targets", ())]
+
+
+def test_no_sum_counts_a_cluster_gauge_once_per_api_replica() -> None:
+    """Every API replica exports the scrape-time gauges with the same values (they are read from
+    Redis and the database): a sum straight over them counts each one once per replica."""
+    summed = re.compile(r"sum\s*(?:by\s*\([^)]*\)\s*)?\(\s*(" + "|".join(SCRAPE_TIME) + r")\b")
+
+    assert [e for e in expressions() if summed.search(e)] == []
