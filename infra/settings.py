@@ -274,8 +274,13 @@ MAX_PORT = 65535
 
 
 def child_env(overrides: Mapping[str, str]) -> dict[str, str]:
-    """This process's environment with `overrides`, for the processes `genq run` starts."""
-    return {**os.environ, **overrides}
+    """This process's environment with `overrides`, for the processes `genq run` starts. An empty
+    PROMETHEUS_MULTIPROC_DIR is left out: prometheus_client takes a variable that is set at all for
+    multiprocess mode, and would write its files into the child's working directory."""
+    env = {**os.environ, **overrides}
+    if not env.get("PROMETHEUS_MULTIPROC_DIR"):
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    return env
 
 
 def _parse(name: str, raw: str, kind: Any) -> Any:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import pytest
 import structlog
 
 from infra import logging as genq_logging
-from infra.settings import Secret, Settings, SettingsError
+from infra.settings import Secret, Settings, SettingsError, child_env
 
 
 def test_settings_read_typed_values_and_keep_defaults() -> None:
@@ -60,3 +61,10 @@ def test_env_example_lists_every_setting_and_parses() -> None:
 
     assert set(pairs) == {f.name.upper() for f in fields(Settings)}
     assert Settings.from_env(pairs) == Settings.from_env({})
+
+
+def test_a_child_process_is_not_put_in_metrics_multiprocess_mode_by_an_empty_directory(tmp_path: Path) -> None:
+    """prometheus_client counts PROMETHEUS_MULTIPROC_DIR="" as set and writes counter_<pid>.db files
+    into the working directory: a child gets the variable only with a directory in it."""
+    assert "PROMETHEUS_MULTIPROC_DIR" not in child_env({"PROMETHEUS_MULTIPROC_DIR": ""})
+    assert child_env({"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})["PROMETHEUS_MULTIPROC_DIR"] == str(tmp_path)
