@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test test-browser lint bench clean browser-deps
 
 $(UV):
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --target $(TOOLS) uv==$(UV_VERSION)
@@ -16,13 +16,30 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 	PYTHONPATH=$(TOOLS) $(UV) sync --locked --python $(PYTHON)
 	touch $@
 
-install: $(VENV)/.synced
+install: $(VENV)/.synced browser-deps
+
+# The browser tier (tests/browser/) drives Debian's Chromium; a CJK font lets it draw the zh-CN pages.
+# Installed with apt-get when we are root and it is missing; otherwise the tier says how (and CI fails).
+BROWSER_PACKAGES := chromium fonts-wqy-zenhei
+browser-deps:
+	@missing=$$(for p in $(BROWSER_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -z "$$missing" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing $$missing (Debian packages, for the browser tests)"; \
+		(apt-get install -y -qq --no-install-recommends $$missing >/dev/null 2>&1 || \
+		 (apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null)) \
+		|| echo "could not install $$missing: the browser tests will not run"; \
+	else echo "not installed: $$missing (the browser tests need them: sudo apt-get install $$missing)"; fi
 
 run: install
 	$(BIN)/genq run
 
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The browser tier alone: Debian's Chromium against `genq run`; screenshots in test-output/browser/.
+test-browser: install
+	$(BIN)/pytest tests/browser $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -11,7 +11,7 @@ from litestar.enums import RequestEncodingType
 from litestar.handlers import BaseRouteHandler
 from litestar.params import BodyKwarg
 
-from api import docs, errors, ops
+from api import docs, errors, ops, web
 from api.accounts import AuthController, create_upload, list_plans, membership
 from api.admin import AdminController
 from api.auth import current_user
@@ -80,6 +80,7 @@ def create_app(resources: Resources, *, channels: Channels | None = None) -> Lit
             ops.readyz,
             ops.metrics_endpoint,
             docs.assets_router(),
+            *web.routers(resources),  # the workbench (/app) and the console (/console): api/web/
         ],
         dependencies={
             "resources": Provide(provide_resources, sync_to_thread=False),
@@ -92,6 +93,7 @@ def create_app(resources: Resources, *, channels: Channels | None = None) -> Lit
         guards=[json_bodies_only],
         exception_handlers=errors.HANDLERS,
         openapi_config=docs.openapi_config(),  # served whole from here: renders offline
+        template_config=web.template_config(),
         before_request=_clear_log_context,
         request_max_body_size=MAX_BODY_BYTES,
         debug=False,

@@ -64,8 +64,9 @@ def run(settings: Settings) -> int:
     try:
         shown: dict[str, str] = {}
         overrides = _start_services(settings, cleanups, shown)
+        embedded_s3 = not settings.s3_endpoint_url
         settings = Settings.from_env(child_env(overrides))
-        _prepare_state(settings)
+        _prepare_state(settings, embedded_s3=embedded_s3)
         children = _start_children(child_env(overrides))
         cleanups.append(lambda: _stop_children(children))
         _wait_ready(settings, children)
@@ -117,12 +118,14 @@ def _start(start: Callable[[], object], setting: str) -> None:
         raise exc.moved_by(setting) from None
 
 
-def _prepare_state(settings: Settings) -> None:
+def _prepare_state(settings: Settings, *, embedded_s3: bool) -> None:
     engine = make_engine(settings)
     upgrade(engine)
     engine.dispose()
     resources = Resources.open(settings)
     resources.storage.ensure_bucket()
+    if embedded_s3:  # the workbench's pages upload straight to it (a bucket of your own: set its CORS)
+        resources.storage.allow_browser_uploads(["*"])
     resources.close()
 
 
@@ -156,6 +159,7 @@ def _wait_ready(settings: Settings, children: dict[str, subprocess.Popen[bytes]]
 def _announce(settings: Settings, overrides: dict[str, str], shown: dict[str, str]) -> None:
     api = f"http://{settings.api_host}:{settings.api_port}"
     lines = [f"api: {api}", f"docs: {api}/schema", f"metrics: {api}/metrics"]
+    lines += [f"workbench: {api}/app", f"console: {api}/console"]
     lines += [f"{name}: {url}" for name, url in shown.items()]
     lines += [f"redis: {overrides.get('REDIS_URL', 'REDIS_URL')}", f"s3: {overrides.get('S3_ENDPOINT_URL', 'S3')}"]
     lines.append(f"database: {make_engine(settings).url.render_as_string(hide_password=True)}")

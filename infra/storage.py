@@ -73,6 +73,17 @@ class Storage:
         except ClientError:
             self._s3.create_bucket(Bucket=self.bucket)
 
+    def allow_browser_uploads(self, origins: list[str]) -> None:
+        """Let pages from `origins` POST direct uploads and read the answer (CORS): the workbench
+        uploads with a progress bar, which makes the browser ask first (a preflight)."""
+        rule = {
+            "AllowedMethods": ["POST", "GET"],
+            "AllowedOrigins": origins,
+            "AllowedHeaders": ["*"],
+            "MaxAgeSeconds": 3600,
+        }
+        self._s3.put_bucket_cors(Bucket=self.bucket, CORSConfiguration={"CORSRules": [rule]})
+
     def upload(self, key: str, body: IO[bytes], *, content_type: str) -> None:
         """Stream `body` up (multipart above boto3's threshold); memory stays bounded."""
         self._s3.upload_fileobj(body, self.bucket, key, ExtraArgs={"ContentType": content_type})
