@@ -13,7 +13,7 @@ from litestar import Router
 from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 
-from api.web import pages, workbench
+from api.web import console, pages, workbench
 from api.web.session import WebAuth
 from infra.resources import Resources
 
@@ -24,7 +24,7 @@ def routers(resources: Resources) -> list[Router]:
     static = create_static_files_router(
         path=pages.STATIC_PATH, directories=[pages.STATIC], name="web-static", include_in_schema=False
     )
-    return [static, *workbench.routers(auth)]
+    return [static, *workbench.routers(auth), *console.routers(auth)]
 
 
 def template_config() -> TemplateConfig:  # type: ignore[type-arg]
