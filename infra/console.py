@@ -27,7 +27,7 @@ from infra.accounts import Accounts
 from infra.db import batches, jobs, reads, users
 from infra.jobstore import JobFilter, JobStore
 from infra.paging import newest_first
-from infra.rooms import Entry, Rooms, Snapshot
+from infra.rooms import Rooms, Snapshot
 from infra.settings import Settings
 
 FAILED = frozenset({JobStatus.FAILED, JobStatus.TIMED_OUT})  # what a failure rate counts
@@ -304,7 +304,10 @@ def _detail(
     snapshot = room.snapshot
     order = scheduling.ordered(waiting.view(snapshot, 0), waiting.waiting(snapshot.waiting))
     by_id = {e.job_id: e for e in snapshot.waiting}
-    why = {e.job_id: reason(e, snapshot, room.limit, room.effective, capped=capped, now=now) for e in snapshot.waiting}
+    why = {
+        e.job_id: waiting.reason(e.user_id, e.not_before, snapshot, room.limit, room.effective, capped=capped, now=now)
+        for e in snapshot.waiting
+    }
     first = tuple(
         Waiter(w.job_id, w.user_id, phones.get(w.user_id, ""), why[w.job_id], i, _at(by_id[w.job_id].arrival))
         for i, w in enumerate(order[:shown], start=1)
@@ -324,18 +327,6 @@ def _detail(
         tuple(holders), len(snapshot.waiting) + sum(paused.values()), {r: by_reason[r] for r in REASONS},
         tuple(by_user), first,
     )  # fmt: skip
-
-
-def reason(entry: Entry, snapshot: Snapshot, limit: int, effective: int, *, capped: set[str], now: datetime) -> str:
-    """Why a waiting job waits: `waiting.queue_info`'s rules, with the room's snapshot and the capped
-    users read once for every waiter (a test holds the two to the same answers)."""
-    if entry.user_id in capped:
-        return "plan_concurrency"
-    if snapshot.paused_ms or entry.not_before > now.timestamp():
-        return "vendor_busy"
-    if effective < limit and snapshot.in_flight >= effective:
-        return "degraded"
-    return "vendor_slots"
 
 
 def _paused_rows(engine: Engine) -> dict[str, dict[str, int]]:

@@ -7,7 +7,7 @@ Redis (the room) and the database (plans, in-flight jobs).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -108,9 +108,27 @@ def _reason(
     *,
     now: datetime,
 ) -> str:
-    if job.user_id in capped(settings, accounts, jobs, [job.user_id], now=now):
+    capped_now = capped(settings, accounts, jobs, [job.user_id], now=now)
+    not_before = job.not_before.timestamp() if job.not_before is not None else 0.0
+    return reason(job.user_id, not_before, snapshot, limit, effective, capped=capped_now, now=now)
+
+
+def reason(
+    user_id: str,
+    not_before: float,
+    snapshot: Snapshot,
+    limit: int,
+    effective: int,
+    *,
+    capped: Collection[str],
+    now: datetime,
+) -> str:
+    """Why a job of `user_id` (backing off until `not_before`, epoch seconds) waits in the room of
+    `snapshot`: its owner at the plan cap, the vendor busy, the room degraded, or every slot taken.
+    `capped` is read by the caller, once for as many waiters as it asks about."""
+    if user_id in capped:
         return "plan_concurrency"
-    if snapshot.paused_ms or (job.not_before is not None and job.not_before > now):
+    if snapshot.paused_ms or not_before > now.timestamp():
         return "vendor_busy"
     if effective < limit and snapshot.in_flight >= effective:
         return "degraded"
