@@ -27,6 +27,8 @@ ZH_CN: Final[dict[str, str]] = {
     "Error": "错误",
     "Something went wrong": "出错了",
     "Back to the workbench": "返回工作台",
+    "Back to the console": "返回控制台",
+    "This is for administrators only.": "仅限管理员使用。",
     "We could not find this page, or it belongs to someone else.": "找不到该页面,或它属于其他用户。",
     "You are not allowed to do this.": "你没有权限执行此操作。",
     "Please sign in again.": "请重新登录。",

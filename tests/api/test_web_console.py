@@ -98,6 +98,7 @@ def test_every_console_page_renders_for_an_admin_at_phone_width_with_labelled_co
     unknown = answers.pop("/console/some/page")
     assert {path: a.status_code for path, a in answers.items()} == dict.fromkeys(answers, 200)
     assert unknown.status_code == 404 and "We could not find this page" in unknown.text
+    assert 'href="/console"' in unknown.text and 'href="/app"' not in unknown.text.split("<main", 1)[-1]
     for path, answer in answers.items():
         assert 'name="viewport" content="width=device-width' in answer.text, path
         ids = set(re.findall(r'<(?:input|select|textarea)[^>]*\bid="([^"]+)"', answer.text))

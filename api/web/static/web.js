@@ -69,7 +69,10 @@ const genq = (() => {
       case "not_found": return t("Not found, or it belongs to someone else.");
       case "too_late": return t("Too late to cancel: the results are being saved.");
       case "conflict": return t("This cannot be done now: {message}", { message: err.message });
-      case "forbidden": return t("This page has expired or came from another site. Reload the page and try again.");
+      case "forbidden":
+        return d.reason === "csrf"
+          ? t("This page has expired or came from another site. Reload the page and try again.")
+          : t("This is for administrators only.");
       case "invalid_input": {
         const field = String(d.field || "").replace(/^rows\[(\d+)\]\./, "");
         const row = /^rows\[(\d+)\]/.exec(String(d.field || ""));
