@@ -20,16 +20,17 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPubl
 from infra.embedded import check_port
 from infra.serving import ServerThread
 from infra.settings import Settings
+from vendors.sim.alipay import AlipaySim
 from vendors.sim.common import asgi_app
 from vendors.sim.douyin import DouyinSim
 from vendors.sim.hunyuan3d import Hunyuan3DSim
 from vendors.sim.kie import KieSim
-from vendors.sim.payments import AlipaySim, WechatPaySim
 from vendors.sim.runninghub import RunningHubSim
 from vendors.sim.samples import SampleImages
 from vendors.sim.tencent_ci import TencentCiSim
 from vendors.sim.tencent_sms import SmsSim
 from vendors.sim.wechat import WechatSim
+from vendors.sim.wechatpay import WechatPaySim
 
 
 @dataclass

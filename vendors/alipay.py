@@ -18,7 +18,6 @@ signed cashier URL the payer's browser opens, and Alipay learns of the order onl
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import re
 import time
@@ -29,12 +28,12 @@ from decimal import Decimal, InvalidOperation
 from typing import Final
 
 import httpx
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 
-from vendors.base import VendorProtocolError, VendorRejected, VendorUnavailable
+from vendors.base import MessageRejected, VendorProtocolError, VendorRejected, VendorUnavailable
+from vendors.plumbing import rsa_verified
 
 VENDOR: Final = "alipay"
 GATEWAY_PATH: Final = "/gateway.do"
@@ -53,13 +52,11 @@ BEIJING: Final = timezone(timedelta(hours=8))
 CENT: Final = Decimal("0.01")
 
 
-class NotifyRejected(Exception):
+class NotifyRejected(MessageRejected):
     """A notify that must not be trusted; `reason` is stable: malformed, unsupported_sign_type,
     bad_signature or wrong_app."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"alipay notify rejected: {reason}")
-        self.reason = reason
+    what = "alipay notify"
 
 
 @dataclass(frozen=True)
@@ -90,7 +87,7 @@ def verify_notify(form: Mapping[str, str], *, alipay_public_key: RSAPublicKey) -
     if sign_type != "RSA2":
         raise NotifyRejected("unsupported_sign_type")
     content = sign_content(form, drop=frozenset({"sign", "sign_type"}))
-    if not _rsa2_verify(alipay_public_key, sign, content):
+    if not rsa_verified(alipay_public_key, sign, content):
         raise NotifyRejected("bad_signature")
 
 
@@ -235,7 +232,7 @@ class AlipayClient:
         if not isinstance(sign, str) or not sign:
             return node, False
         node_text = _node_text(text, name, node)
-        if node_text is None or not _rsa2_verify(self._alipay_key, sign, node_text.encode()):
+        if node_text is None or not rsa_verified(self._alipay_key, sign, node_text.encode()):
             raise VendorProtocolError(VENDOR, "bad_response_signature")
         return node, True
 
@@ -261,14 +258,6 @@ def _node_text(text: str, name: str, node: object) -> str | None:
         if value == node:
             return text[match.end() : end]
     return None
-
-
-def _rsa2_verify(key: RSAPublicKey, sign: str, content: bytes) -> bool:
-    try:
-        key.verify(base64.b64decode(sign, validate=True), content, padding.PKCS1v15(), hashes.SHA256())
-    except (InvalidSignature, binascii.Error, ValueError):
-        return False
-    return True
 
 
 _SAFE = re.compile(r"[^\w.-]")

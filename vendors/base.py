@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Final, Protocol, TypeVar
 
 import httpx
 
@@ -73,6 +73,17 @@ class VendorExpired(VendorError):
 
 class VendorProtocolError(VendorRejected):
     """The vendor's answer broke its documented contract (missing field, wrong type)."""
+
+
+class MessageRejected(Exception):
+    """An incoming vendor message (callback, push, notification) that must not be trusted; `reason`
+    is stable and each subclass lists its own. `what` names the message in the text."""
+
+    what = "vendor message"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"{self.what} rejected: {reason}")
+        self.reason = reason
 
 
 NOT_SENT: Final[tuple[type[httpx.TransportError], ...]] = (
@@ -130,6 +141,35 @@ class Failed:
 
 
 PollOutcome = Running | Done | Failed
+R = TypeVar("R")
+
+
+def request_as(request: object, kind: type[R], client: object) -> R:
+    """`submit`'s request as the client's own type. `submit` is typed `object` because
+    `GenerationVendor.submit` is; anything but the client's request type is a bug."""
+    if not isinstance(request, kind):
+        article = "an" if kind.__name__[0] in "AEIOU" else "a"
+        owner = type(client).__name__
+        raise TypeError(f"{owner}.submit takes {article} {kind.__name__}, not {type(request).__name__}")
+    return request
+
+
+class PolledOutputs:
+    """`outputs()` for a client whose `poll()` names a finished task's files (URLs asked afresh)."""
+
+    name: str
+
+    def poll(self, task_id: str) -> PollOutcome:
+        raise NotImplementedError
+
+    def outputs(self, task_id: str) -> tuple[VendorFile, ...]:
+        """The finished task's files with fresh URLs; failed -> its code, unfinished -> `not_finished`."""
+        outcome = self.poll(task_id)
+        if isinstance(outcome, Done):
+            return outcome.files
+        if isinstance(outcome, Failed):
+            raise VendorRejected(self.name, outcome.code, outcome.message)
+        raise VendorRejected(self.name, "not_finished", outcome.stage)
 
 
 class GenerationVendor(Protocol):

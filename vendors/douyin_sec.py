@@ -6,7 +6,7 @@ The classic set on one host (`https://developer.toutiao.com`, or the simulator: 
 
 - token `POST /api/apps/v2/token` `{appid, secret, grant_type}` -> `{err_no, err_tips, data:
   {access_token, expires_in}}`; kept in the shared `TokenCache` under `douyin:access_token:<appid>`
-  for `expires_in` minus `TOKEN_MARGIN_S`. Fetching a new token cuts the previous one to 5 minutes,
+  for `expires_in` minus `vendors.moderation.TOKEN_MARGIN_S`. Fetching a new token cuts the previous one to 5 minutes,
   so a refused token is dropped only if the cache still holds it (another process may have
   refreshed already), and a check is retried once with a fresh token.
 - text `POST /api/v2/tags/text/antidirt`, token in header `X-Token`, `{tasks: [{content}]}`.
@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeGuard
 
@@ -42,6 +41,7 @@ import httpx
 
 from vendors.base import VendorError, VendorProtocolError, VendorRejected, VendorUnavailable
 from vendors.moderation import (
+    AppClient,
     CheckItem,
     Decision,
     ItemKind,
@@ -52,13 +52,12 @@ from vendors.moderation import (
     TokenCache,
     Verdict,
 )
+from vendors.plumbing import mask
 
 VENDOR: Final = "douyin"
 TOKEN_PATH: Final = "/api/apps/v2/token"  # noqa: S105 (a path, not a password)
 TEXT_PATH: Final = "/api/v2/tags/text/antidirt"
 IMAGE_PATH: Final = "/api/apps/censor/image"
-TOKEN_MARGIN_S: Final = 300.0
-"""A cached token is dropped this long before Douyin's `expires_in` runs out."""
 REVIEW_BAND: Final = 0.5
 """[I] A prediction that did not hit but has a prob above this makes the verdict REVIEW."""
 
@@ -82,7 +81,7 @@ class _AuthRefused(Exception):
         self.code = code
 
 
-class DouyinModeration:
+class DouyinModeration(AppClient):
     """Douyin text and image checks; verdicts come back in the call (see the module docstring)."""
 
     name = VENDOR
@@ -98,16 +97,10 @@ class DouyinModeration:
     ) -> None:
         if not appid or not secret:
             raise ValueError("douyin appid and secret must be set")
-        self._http = http  # base_url and timeouts come from the caller, never defaults
-        self._appid = appid
-        self._secret = secret
-        self._tokens = tokens
-        self._clock = clock
-        self._cache_key = f"douyin:access_token:{appid}"
-        self._seen_tokens: deque[str] = deque(maxlen=8)  # scrubbed from every exception text
+        super().__init__(http, appid=appid, secret=secret, tokens=tokens, clock=clock)
 
     def __repr__(self) -> str:
-        return f"DouyinModeration(appid={self._appid!r}, secret={_mask(self._secret)!r})"
+        return f"DouyinModeration(appid={self._appid!r}, secret={mask(self._secret)!r})"
 
     # --- ModerationPlatform -----------------------------------------------------------------------
 
@@ -173,9 +166,8 @@ class DouyinModeration:
     # --- token ------------------------------------------------------------------------------------
 
     def _token(self) -> str:
-        cached = self._tokens.get(self._cache_key)
+        cached = self._cached_token()
         if cached:
-            self._remember(cached)
             return cached
         payload = {"appid": self._appid, "secret": self._secret, "grant_type": "client_credential"}
         body = self._post(TOKEN_PATH, payload)
@@ -192,18 +184,13 @@ class DouyinModeration:
         token, expires_in = data.get("access_token"), data.get("expires_in")
         if not isinstance(token, str) or not token or not _is_number(expires_in):
             raise VendorProtocolError(VENDOR, "bad_token_answer", f"data fields: {sorted(data)}")
-        self._remember(token)
-        self._tokens.set(self._cache_key, token, max(expires_in - TOKEN_MARGIN_S, expires_in / 2))
+        self._keep_token(token, expires_in)
         return token
 
     def _drop(self, token: str) -> None:
         """Forget a refused token, unless another process already replaced it."""
-        if self._tokens.get(self._cache_key) == token:
-            self._tokens.delete(self._cache_key)
-
-    def _remember(self, token: str) -> None:
-        if token not in self._seen_tokens:
-            self._seen_tokens.append(token)
+        if self._tokens.get(self._token_key) == token:
+            self._tokens.delete(self._token_key)
 
     # --- one call ---------------------------------------------------------------------------------
 
@@ -211,12 +198,7 @@ class DouyinModeration:
         self, path: str, payload: Mapping[str, object], headers: Mapping[str, str] | None = None
     ) -> dict[str, Any]:
         """POST JSON; return the JSON object answer, or raise the bucket of a failed exchange."""
-        try:
-            resp = self._http.post(path, json=payload, headers=headers)
-        except httpx.TransportError as exc:  # no answer: timeout, reset, DNS
-            raise VendorUnavailable(VENDOR, "transport", self._scrub(f"{type(exc).__name__}: {exc}")) from exc
-        if resp.status_code == 429 or resp.status_code >= 500:
-            raise VendorUnavailable(VENDOR, f"http_{resp.status_code}")
+        resp = self._exchange("POST", path, json=payload, headers=headers)
         try:
             body = resp.json()
         except ValueError:
@@ -231,10 +213,8 @@ class DouyinModeration:
         """An id for an answer that carries none: unique, and fixed once returned."""
         return f"douyin-{round(self._clock() * 1000)}-{uuid.uuid4().hex[:16]}"
 
-    def _scrub(self, text: str) -> str:
-        for secret in (self._secret, *self._seen_tokens):
-            text = text.replace(secret, _mask(secret))
-        return text
+    def _shown(self, secret: str) -> str:
+        return mask(secret)
 
 
 # --- verdicts -------------------------------------------------------------------------------------
@@ -302,10 +282,6 @@ def _is_number(value: object) -> TypeGuard[float]:
 
 def _str(value: object) -> str:
     return value if isinstance(value, str) else ""
-
-
-def _mask(secret: str) -> str:
-    return "****" + secret[-4:] if len(secret) > 8 else "****"
 
 
 if TYPE_CHECKING:

@@ -21,8 +21,18 @@ from typing import Final
 
 import httpx
 
-from vendors.base import Done, Failed, PollOutcome, Running, VendorFile, VendorProtocolError, VendorRejected
-from vendors.tencent_cloud import TencentCloudApi, require_str
+from vendors.base import (
+    Done,
+    Failed,
+    PolledOutputs,
+    PollOutcome,
+    Running,
+    VendorFile,
+    VendorProtocolError,
+    VendorRejected,
+    request_as,
+)
+from vendors.tencent_cloud import TencentClient, require_str
 
 VENDOR: Final = "hunyuan3d"
 SERVICE: Final = "ai3d"
@@ -86,44 +96,31 @@ class Hunyuan3DRequest:
     rapid: bool = False  # the cheaper Rapid pair: no version, LowPoly or views; prompt <= 200
 
 
-class Hunyuan3DClient:
+class Hunyuan3DClient(TencentClient, PolledOutputs):
     """The ai3d Pro surface the generation, polling and archiving workers use."""
 
     name = VENDOR
+    service = SERVICE
+    version = API_VERSION
     can_cancel = False  # ai3d has no cancel action (VENDORS.md §2)
 
     def __init__(
         self,
         http: httpx.Client,
         *,
+        expired_codes: Collection[str] = EXPIRED_CODES,
         secret_id: str,
         secret_key: str,
         region: str = "ap-guangzhou",
         clock: Callable[[], float] = time.time,
-        expired_codes: Collection[str] = EXPIRED_CODES,
     ) -> None:
-        self._api = TencentCloudApi(
-            http,
-            vendor=VENDOR,
-            service=SERVICE,
-            version=API_VERSION,
-            secret_id=secret_id,
-            secret_key=secret_key,
-            region=region,
-            clock=clock,
-        )
+        """`expired_codes`: the Query error-code patterns that mean the JobId is gone."""
+        super().__init__(http, secret_id=secret_id, secret_key=secret_key, region=region, clock=clock)
         self._expired = tuple(expired_codes)
 
-    def __repr__(self) -> str:
-        return f"Hunyuan3DClient({self._api!r})"
-
     def submit(self, request: object, *, idempotency_key: str) -> str:
-        """Start a Pro job; return its numeric-string JobId. Not deduped by the vendor.
-
-        Typed `object` because `GenerationVendor.submit` is; anything but a `Hunyuan3DRequest` is a bug.
-        """
-        if not isinstance(request, Hunyuan3DRequest):
-            raise TypeError(f"Hunyuan3DClient.submit takes a Hunyuan3DRequest, not {type(request).__name__}")
+        """Start a Pro (or Rapid) job; return its numeric-string JobId. Not deduped by the vendor."""
+        request = request_as(request, Hunyuan3DRequest, self)
         if request.rapid:
             fields = self._api.call(RAPID_SUBMIT, _rapid_body(request), trace_id=idempotency_key, creates=True)
             return RAPID_PREFIX + require_str(VENDOR, fields, "JobId")
@@ -143,15 +140,6 @@ class Hunyuan3DClient:
         if status == "FAIL":
             return _failure(fields)
         raise VendorProtocolError(VENDOR, "unknown_status", repr(status)[:60])
-
-    def outputs(self, task_id: str) -> tuple[VendorFile, ...]:
-        """The DONE job's files with fresh URLs; unfinished -> `VendorRejected("not_finished")`."""
-        outcome = self.poll(task_id)
-        if isinstance(outcome, Done):
-            return outcome.files
-        if isinstance(outcome, Failed):
-            raise VendorRejected(VENDOR, outcome.code, outcome.message)
-        raise VendorRejected(VENDOR, "not_finished", outcome.stage)
 
     def cancel(self, task_id: str) -> None:
         """ai3d has no cancel action: a no-op (not an exception: callers that stop a job on our side

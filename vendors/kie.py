@@ -30,6 +30,7 @@ import httpx
 from vendors.base import (
     Done,
     Failed,
+    MessageRejected,
     PollOutcome,
     Running,
     VendorBusy,
@@ -39,8 +40,9 @@ from vendors.base import (
     VendorProtocolError,
     VendorRejected,
     VendorUnavailable,
-    transport_error,
+    request_as,
 )
+from vendors.plumbing import Envelope, EnvelopeClient
 
 VENDOR: Final = "kie"
 CREATE_PATH: Final = "/api/v1/jobs/createTask"
@@ -85,37 +87,23 @@ class VideoRequest:
     aspect_ratio: str = "landscape"
 
 
-class CallbackRejected(Exception):
+class CallbackRejected(MessageRejected):
     """A callback that must not be trusted; `reason` is stable: missing_signature, bad_signature,
     stale_timestamp or malformed."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"kie callback rejected: {reason}")
-        self.reason = reason
+    what = "kie callback"
 
 
-@dataclass(frozen=True)
-class _Envelope:
-    code: int
-    msg: str
-    data: object
-
-
-class KieClient:
+class KieClient(EnvelopeClient):
     """The KIE Sora surface the generation, polling and archiving workers use."""
 
     name = VENDOR
     can_cancel = False  # KIE documents no cancel (VENDORS.md §4)
+    text_fields = ("msg", "message")
 
     def __init__(self, http: httpx.Client, *, api_key: str, callback_url: str | None = None) -> None:
-        if not api_key:
-            raise ValueError("kie api_key is empty")
-        self._http = http  # base_url and timeouts come from the caller, never defaults
-        self._key = api_key
+        super().__init__(http, api_key=api_key)
         self._callback_url = callback_url
-
-    def __repr__(self) -> str:
-        return f"KieClient(api_key={_mask(self._key)!r})"
 
     def submit(self, request: object, *, idempotency_key: str) -> str:
         """Start the `VideoRequest`; return KIE's `task_<model>_<ms>` id. Not deduped by the vendor.
@@ -123,9 +111,7 @@ class KieClient:
         A combination KIE cannot express (sora-2 at 1080p) is `VendorRejected("unsupported_request")`
         before any call: sending it as 720p would silently downgrade a paid job.
         """
-        if not isinstance(request, VideoRequest):
-            raise TypeError(f"KieClient.submit takes a VideoRequest, not {type(request).__name__}")
-        body = _create_body(request, self._callback_url)
+        body = _create_body(request_as(request, VideoRequest, self), self._callback_url)
         headers = {"X-Request-Id": idempotency_key}
         env = self._call("POST", CREATE_PATH, body=body, headers=headers, creates=True)
         task_id = env.data.get("taskId") if isinstance(env.data, dict) else None
@@ -146,15 +132,6 @@ class KieClient:
             return self._failure(env.data)
         raise VendorProtocolError(VENDOR, "bad_state", self._scrub(repr(state))[:120])
 
-    def outputs(self, task_id: str) -> tuple[VendorFile, ...]:
-        """The finished task's files, asked afresh; unfinished -> `VendorRejected("not_finished")`."""
-        outcome = self.poll(task_id)
-        if isinstance(outcome, Done):
-            return outcome.files
-        if isinstance(outcome, Failed):
-            raise VendorRejected(VENDOR, outcome.code, outcome.message)
-        raise VendorRejected(VENDOR, "not_finished", outcome.stage)
-
     def cancel(self, task_id: str) -> None:
         """KIE offers no cancel: the task runs to its end and is charged. Deliberately a no-op (not an
         exception: callers that stop a job on our side call it as best effort); `can_cancel` is False."""
@@ -170,50 +147,31 @@ class KieClient:
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         creates: bool = False,
-    ) -> _Envelope:
-        """One authenticated call; return the envelope when its code is 200, else raise its bucket.
-
-        `creates`: the call starts a vendor task, so a lost answer is `VendorOutcomeUnknown`.
-        """
-        auth = {"Authorization": f"Bearer {self._key}", **(headers or {})}
-        try:
-            resp = self._http.request(method, path, json=body, params=params, headers=auth)
-        except httpx.TransportError as exc:  # no answer: never sent, or sent and the answer lost
-            raise transport_error(VENDOR, exc, creates=creates, scrub=self._scrub) from exc
-        env = self._envelope(resp)
+    ) -> Envelope:
+        """One authenticated call; return the envelope when its code is 200, else raise its bucket."""
+        env = self._send(method, path, json=body, params=params, headers=headers, creates=creates)
         if env.code != 200:
-            raise self._body_error(env, resp, querying=path == RECORD_PATH)
+            raise self._body_error(env, querying=path == RECORD_PATH)
         return env
 
-    def _envelope(self, resp: httpx.Response) -> _Envelope:
-        if resp.status_code == 429:
-            raise VendorBusy(VENDOR, "http_429", retry_after_ms=_retry_after_ms(resp))
-        if resp.status_code >= 500:
-            hint = _retry_after_ms(resp)
-            raise VendorUnavailable(VENDOR, f"http_{resp.status_code}", retry_after_ms=hint)
-        if resp.is_error:
-            raise VendorRejected(VENDOR, f"http_{resp.status_code}", self._scrub(resp.text)[:300])
-        try:
-            body = resp.json()
-        except ValueError:
-            raise VendorProtocolError(VENDOR, "not_json", self._scrub(resp.text)[:120]) from None
-        if not _is_envelope(body):
-            raise VendorProtocolError(VENDOR, "bad_envelope", self._scrub(str(body))[:120])
-        return _Envelope(body["code"], _text(body), body.get("data"))
-
-    def _body_error(self, env: _Envelope, resp: httpx.Response, *, querying: bool) -> VendorError:
+    def _body_error(self, env: Envelope, *, querying: bool) -> VendorError:
         code, detail = f"kie_{env.code}", self._scrub(env.msg)[:300]
         bucket = VendorBusy if BUSY_MESSAGE in env.msg.lower() else BUCKETS.get(env.code, VendorRejected)
         if bucket is VendorBusy:
-            return VendorBusy(VENDOR, code, detail, retry_after_ms=_retry_after_ms(resp))
+            return VendorBusy(VENDOR, code, detail, retry_after_ms=env.retry_after_ms)
         if bucket is VendorExpired and not querying:
             bucket = VendorRejected  # "not found" on createTask: a wrong path or model, never a task
         if bucket is VendorUnavailable:
-            hint = _retry_after_ms(resp)
+            hint = env.retry_after_ms
             if env.code == 455:
                 hint = max(hint or 0, MAINTENANCE_RETRY_MS)
             return VendorUnavailable(VENDOR, code, detail, retry_after_ms=hint)
         return bucket(VENDOR, code, detail)
+
+    def _text(self, body: Mapping[str, object]) -> str:
+        """The answer's text: `msg` (callbacks), `message` (createTask, recordInfo), or both, joined."""
+        texts = (body.get("msg"), body.get("message"))
+        return "; ".join(dict.fromkeys(t.strip() for t in texts if isinstance(t, str) and t.strip()))
 
     def _failure(self, data: object) -> Failed:
         """`fail` with a `failCode` -> `kie_<failCode>`; without one -> `vendor_task_failed`."""
@@ -222,9 +180,6 @@ class KieClient:
         tag = "".join(c for c in str(fail_code or "") if c.isalnum() or c in "_-.")[:40]
         message = self._scrub(fail_msg if isinstance(fail_msg, str) else "")[:300]
         return Failed(f"kie_{tag}" if tag else "vendor_task_failed", message)
-
-    def _scrub(self, text: str) -> str:
-        return text.replace(self._key, _mask(self._key))
 
 
 # --- wire shapes ----------------------------------------------------------------------------------
@@ -253,20 +208,6 @@ def _create_body(request: VideoRequest, callback_url: str | None) -> dict[str, o
     return body
 
 
-def _is_envelope(body: object) -> bool:
-    """`{code: int, msg|message: str|null, data: ...}`; `data` may be absent on errors."""
-    if not isinstance(body, dict):
-        return False
-    code, texts = body.get("code"), (body.get("msg"), body.get("message"))
-    return isinstance(code, int) and not isinstance(code, bool) and all(t is None or isinstance(t, str) for t in texts)
-
-
-def _text(body: Mapping[str, object]) -> str:
-    """The answer's text: `msg` (callbacks), `message` (createTask, recordInfo), or both, joined."""
-    texts = (body.get("msg"), body.get("message"))
-    return "; ".join(dict.fromkeys(t.strip() for t in texts if isinstance(t, str) and t.strip()))
-
-
 def _files(data: object) -> tuple[VendorFile, ...]:
     """`resultJson` is a JSON *string* holding `{"resultUrls": [...]}`: parse it a second time."""
     raw = data.get("resultJson") if isinstance(data, dict) else None
@@ -278,15 +219,6 @@ def _files(data: object) -> tuple[VendorFile, ...]:
     if not isinstance(urls, list) or not urls or not all(isinstance(u, str) and u for u in urls):
         raise VendorProtocolError(VENDOR, "missing_resultUrls", f"resultJson={type(result).__name__}")
     return tuple(VendorFile(url=url, content_type="video/mp4", ext="mp4") for url in urls)
-
-
-def _retry_after_ms(resp: httpx.Response) -> int | None:
-    value = resp.headers.get("retry-after", "")
-    return int(value) * 1000 if value.isdigit() else None
-
-
-def _mask(key: str) -> str:
-    return "****" + key[-4:] if len(key) > 8 else "****"
 
 
 # --- callbacks (VENDORS.md §4.5) ------------------------------------------------------------------

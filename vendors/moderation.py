@@ -19,10 +19,19 @@ config). Access tokens live in a `TokenCache` shared by every process (genq keep
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Final, Protocol
+
+import httpx
+
+from vendors.base import MessageRejected, VendorUnavailable, transport_error
+
+TOKEN_MARGIN_S: Final = 300.0
+"""A shared access token is dropped this long before the platform's `expires_in` runs out."""
 
 
 class ItemKind(StrEnum):
@@ -57,12 +66,10 @@ class Submission:
     verdict: Verdict | None = None  # set when the platform answered in the call
 
 
-class PushRejected(Exception):
+class PushRejected(MessageRejected):
     """A push that must not be trusted; `reason` is stable (bad_signature, stale, malformed, ...)."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"moderation push rejected: {reason}")
-        self.reason = reason
+    what = "moderation push"
 
 
 @dataclass(frozen=True)
@@ -123,3 +130,59 @@ class MemoryTokenCache:
 
     def delete(self, key: str) -> None:
         self._tokens.pop(key, None)
+
+
+class AppClient:
+    """What a platform adapter shares: one app's credentials, its access tokens in the shared
+    `TokenCache` (under `<platform>:access_token:<appid>`), and both scrubbed from every text.
+
+    `_exchange` is one HTTP call: no answer, a 429 or a 5xx is `VendorUnavailable`; any other answer
+    is the adapter's to read. Exceptions are not chained: httpx's carry the request, whose URL or body
+    may hold the credentials.
+    """
+
+    name: str
+
+    def __init__(
+        self, http: httpx.Client, *, appid: str, secret: str, tokens: TokenCache, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._http = http  # base_url and timeouts come from the caller, never defaults
+        self._appid = appid
+        self._secret = secret
+        self._tokens = tokens
+        self._clock = clock
+        self._token_key = f"{self.name}:access_token:{appid}"
+        self._seen_tokens: deque[str] = deque(maxlen=8)  # scrubbed from every exception text
+
+    def _cached_token(self) -> str | None:
+        cached = self._tokens.get(self._token_key)
+        if cached:
+            self._remember(cached)
+        return cached or None
+
+    def _keep_token(self, token: str, expires_in: float) -> None:
+        """Share a fresh token for `expires_in` minus `TOKEN_MARGIN_S` (half its life when that is short)."""
+        self._remember(token)
+        self._tokens.set(self._token_key, token, max(expires_in - TOKEN_MARGIN_S, expires_in / 2))
+
+    def _remember(self, token: str) -> None:
+        if token not in self._seen_tokens:
+            self._seen_tokens.append(token)
+
+    def _exchange(self, method: str, path: str, **request: Any) -> httpx.Response:
+        try:
+            resp = self._http.request(method, path, **request)
+        except httpx.TransportError as exc:  # no answer: timeout, reset, DNS
+            raise transport_error(self.name, exc, creates=False, scrub=self._scrub) from None
+        if resp.status_code == 429 or resp.status_code >= 500:
+            raise VendorUnavailable(self.name, f"http_{resp.status_code}")
+        return resp
+
+    def _scrub(self, text: str) -> str:
+        for secret in (self._secret, *self._seen_tokens):
+            text = text.replace(secret, self._shown(secret))
+        return text
+
+    def _shown(self, secret: str) -> str:
+        """How a credential appears in a scrubbed text."""
+        return "****"

@@ -35,8 +35,9 @@ from vendors.base import (
     VendorProtocolError,
     VendorRejected,
     VendorUnavailable,
-    transport_error,
+    request_as,
 )
+from vendors.plumbing import Envelope, EnvelopeClient
 
 VENDOR: Final = "runninghub"
 
@@ -83,38 +84,20 @@ class AppRun:
     instance_type: str = "default"
 
 
-@dataclass(frozen=True)
-class _Envelope:
-    code: int
-    msg: str
-    data: object
-
-
-class RunningHubClient:
+class RunningHubClient(EnvelopeClient):
     """The RunningHub AI-app surface the generation, polling and archiving workers use."""
 
     name = VENDOR
     can_cancel = True  # POST /task/openapi/cancel (VENDORS.md §3.2)
 
     def __init__(self, http: httpx.Client, *, api_key: str, webhook_url: str | None = None) -> None:
-        if not api_key:
-            raise ValueError("runninghub api_key is empty")
-        self._http = http  # base_url and timeouts come from the caller, never defaults
-        self._key = api_key
+        super().__init__(http, api_key=api_key)
         self._webhook_url = webhook_url
 
-    def __repr__(self) -> str:
-        return f"RunningHubClient(api_key={_mask(self._key)!r})"
-
     def submit(self, request: object, *, idempotency_key: str) -> str:
-        """Start the `AppRun`; return RunningHub's 19-digit task id. Not deduped by the vendor.
-
-        Typed `object` because `GenerationVendor.submit` is; anything but an `AppRun` is a bug.
-        """
-        if not isinstance(request, AppRun):
-            raise TypeError(f"RunningHubClient.submit takes an AppRun, not {type(request).__name__}")
+        """Start the `AppRun`; return RunningHub's 19-digit task id. Not deduped by the vendor."""
         headers = {"X-Request-Id": idempotency_key}
-        body = _run_body(request, self._webhook_url)
+        body = _run_body(request_as(request, AppRun, self), self._webhook_url)
         env = self._post("/task/openapi/ai-app/run", body, headers=headers, creates=True)
         task_id = _task_id(env.data)
         errors = _node_errors(env.data)
@@ -131,15 +114,6 @@ class RunningHubClient:
         if env.code == _TASK_FAILED:
             return _failure(env.data)
         return Done(files=_files(env.data))
-
-    def outputs(self, task_id: str) -> tuple[VendorFile, ...]:
-        """The finished task's files with fresh URLs; unfinished -> `VendorRejected("not_finished")`."""
-        outcome = self.poll(task_id)
-        if isinstance(outcome, Done):
-            return outcome.files
-        if isinstance(outcome, Failed):
-            raise VendorRejected(VENDOR, outcome.code, outcome.message)
-        raise VendorRejected(VENDOR, "not_finished", outcome.stage)
 
     def cancel(self, task_id: str) -> None:
         """Ask RunningHub to stop the task. A finished task, or an id RunningHub no longer knows
@@ -164,44 +138,17 @@ class RunningHubClient:
         headers: Mapping[str, str] | None = None,
         accept: Collection[int] = frozenset({0}),
         creates: bool = False,
-    ) -> _Envelope:
-        """POST with credentials; return the envelope if its code is in `accept`, else raise.
-
-        `creates`: the call starts a vendor task, so a lost answer is `VendorOutcomeUnknown`.
-        """
-        auth = {"Authorization": f"Bearer {self._key}", **(headers or {})}
-        try:
-            resp = self._http.post(path, json={key_field: self._key, **body}, headers=auth)
-        except httpx.TransportError as exc:  # no answer: never sent, or sent and the answer lost
-            raise transport_error(VENDOR, exc, creates=creates, scrub=self._scrub) from exc
-        env = self._envelope(resp)
+    ) -> Envelope:
+        """POST with the key in the body too; return the envelope if its code is in `accept`, else raise."""
+        env = self._send("POST", path, json={key_field: self._key, **body}, headers=headers, creates=creates)
         if env.code not in accept:
             bucket = BUCKETS.get(env.code, VendorRejected)
             raise bucket(VENDOR, f"runninghub_{env.code}", self._scrub(env.msg)[:300])
         return env
 
-    def _envelope(self, resp: httpx.Response) -> _Envelope:
-        if resp.status_code == 429:
-            raise VendorBusy(VENDOR, "http_429", retry_after_ms=_retry_after_ms(resp))
-        if resp.status_code >= 500:
-            hint = _retry_after_ms(resp)
-            raise VendorUnavailable(VENDOR, f"http_{resp.status_code}", retry_after_ms=hint)
-        if resp.is_error:
-            raise VendorRejected(VENDOR, f"http_{resp.status_code}", self._scrub(resp.text)[:300])
-        try:
-            body = resp.json()
-        except ValueError:
-            raise VendorProtocolError(VENDOR, "not_json", self._scrub(resp.text)[:120]) from None
-        if not _is_envelope(body):
-            raise VendorProtocolError(VENDOR, "bad_envelope", self._scrub(str(body))[:120])
-        return _Envelope(body["code"], body.get("msg") or "", body.get("data"))
-
     def _cancel_quietly(self, task_id: str) -> None:
         with contextlib.suppress(VendorError):  # best effort: the submit is rejected either way
             self.cancel(task_id)
-
-    def _scrub(self, text: str) -> str:
-        return text.replace(self._key, _mask(self._key))
 
 
 # --- wire shapes ----------------------------------------------------------------------------------
@@ -218,14 +165,6 @@ def _run_body(request: AppRun, webhook_url: str | None) -> dict[str, object]:
     if webhook_url:
         body["webhookUrl"] = webhook_url
     return body
-
-
-def _is_envelope(body: object) -> bool:
-    """`{code: int, msg: str|null, data: ...}`; `data` may be absent on errors."""
-    if not isinstance(body, dict):
-        return False
-    code, msg = body.get("code"), body.get("msg")
-    return isinstance(code, int) and not isinstance(code, bool) and (msg is None or isinstance(msg, str))
 
 
 def _task_id(data: object) -> str:
@@ -283,12 +222,3 @@ def _failure(data: object) -> Failed:
     kind, text = str(reason.get("exception_type") or ""), str(reason.get("exception_message") or "")
     code = "vendor_moderation_rejected" if "audit" in kind.lower() else "vendor_task_failed"
     return Failed(code, f"{kind}: {text}"[:300])
-
-
-def _retry_after_ms(resp: httpx.Response) -> int | None:
-    value = resp.headers.get("retry-after", "")
-    return int(value) * 1000 if value.isdigit() else None
-
-
-def _mask(key: str) -> str:
-    return "****" + key[-4:] if len(key) > 8 else "****"

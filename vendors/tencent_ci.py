@@ -12,8 +12,8 @@ input URL of up to 2048 characters, so the client asks `inputs(idempotency_key)`
 job's `input["image_url"]`); the digest proves it is the URL that was validated at submit.
 
 CI answers a transparent PNG; the white background is genq's: VENDORS §6.2 found no single CI rule
-for it, so archiving calls `flatten_on_white` on the fetched bytes. `classify_ci_error` maps CI's
-XML error answers (`<Error><Code/><Message/>...`) to the buckets of `vendors.base` by one table.
+for it, so archiving calls `flatten_on_white` on the fetched bytes. A failed fetch of the output URL
+(COS's XML `<Error>`) is archiving's to judge, like any download's: a later attempt asks afresh.
 The SecretKey only enters the signature; it never appears in URLs, reprs or exception text.
 """
 
@@ -26,7 +26,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
-from xml.sax.saxutils import unescape
 
 import httpx
 from PIL import Image
@@ -34,18 +33,14 @@ from PIL import Image
 from vendors.base import (
     Done,
     PollOutcome,
-    VendorError,
     VendorExpired,
     VendorFile,
     VendorRejected,
-    VendorUnavailable,
 )
 from vendors.tencent_cos import presign_url
 
 VENDOR: Final = "tencent_ci"
 MAX_URL_CHARS: Final = 2048
-SLOW_DOWN_RETRY_MS: Final = 2000
-"""Retry hint for `SlowDown` / 503: COS sends no Retry-After we could rely on [I]."""
 
 _KEY = re.compile(r"[A-Za-z0-9_.-]{1,48}")
 _TASK = re.compile(r"ci_([A-Za-z0-9_.-]{1,48})_([0-9a-f]{12})")
@@ -56,39 +51,6 @@ class MattingRequest:
     """Cut the product out of the image at `image_url` (http or https, fetched by CI)."""
 
     image_url: str
-
-
-@dataclass(frozen=True)
-class ErrorRule:
-    """CI's `<Code>` (and, when set, a word its `<Message>` contains) -> bucket and stable code."""
-
-    xml_code: str
-    bucket: type[VendorError]
-    code: str
-    message_has: str = ""
-
-
-ERROR_RULES: Final[tuple[ErrorRule, ...]] = (
-    ErrorRule("SlowDown", VendorUnavailable, "ci_slow_down"),
-    ErrorRule("ServiceUnavailable", VendorUnavailable, "ci_service_unavailable"),
-    ErrorRule("InternalError", VendorUnavailable, "ci_internal_error"),
-    ErrorRule("RequestTimeout", VendorUnavailable, "ci_timeout"),
-    ErrorRule("NoSuchKey", VendorRejected, "input_unreachable"),
-    ErrorRule("InvalidArgument", VendorRejected, "input_unreachable", message_has="download"),
-    ErrorRule("InvalidArgument", VendorRejected, "ci_image_too_large", message_has="exceed"),
-    ErrorRule("InvalidArgument", VendorRejected, "ci_invalid_argument"),
-    ErrorRule("EntityTooLarge", VendorRejected, "ci_image_too_large"),
-    ErrorRule("InvalidImageFormat", VendorRejected, "ci_invalid_image_format"),
-    ErrorRule("AccessDenied", VendorRejected, "ci_url_expired", message_has="expired"),
-    ErrorRule("AccessDenied", VendorRejected, "ci_access_denied"),
-    ErrorRule("SignatureDoesNotMatch", VendorRejected, "ci_signature_mismatch"),
-    ErrorRule("InvalidAccessKeyId", VendorRejected, "ci_invalid_access_key"),
-    ErrorRule("RequestTimeTooSkewed", VendorRejected, "ci_clock_skew"),
-)
-"""First match wins (VENDORS.md §10 COS/CI row). A code not listed falls back to the HTTP status:
-5xx/429 -> VendorUnavailable, anything else -> VendorRejected, as `http_{status}`. Which code and
-message real CI uses for an oversize or unfetchable input is unconfirmed: the message rules only
-refine the stable code, the bucket is VendorRejected either way."""
 
 
 class TencentCiClient:
@@ -186,21 +148,6 @@ def flatten_on_white(png: bytes) -> bytes:
     return out.getvalue()
 
 
-def classify_ci_error(status: int, body: bytes) -> VendorError:
-    """The bucketed error for a CI/COS error answer (HTTP status and XML body); returned, not raised."""
-    xml_code, message = _xml_field(body, "Code"), _xml_field(body, "Message")
-    hint = SLOW_DOWN_RETRY_MS if status == 503 or xml_code == "SlowDown" else None
-    detail = f"{xml_code}: {message}"[:300] if xml_code else f"HTTP {status}"
-    for rule in ERROR_RULES:
-        if rule.xml_code == xml_code and rule.message_has.lower() in message.lower():
-            if rule.bucket is VendorUnavailable:
-                return VendorUnavailable(VENDOR, rule.code, detail, retry_after_ms=hint)
-            return rule.bucket(VENDOR, rule.code, detail)
-    if status >= 500 or status == 429:
-        return VendorUnavailable(VENDOR, f"http_{status}", detail, retry_after_ms=hint)
-    return VendorRejected(VENDOR, f"http_{status}", detail)
-
-
 # --- helpers --------------------------------------------------------------------------------------
 
 
@@ -232,9 +179,3 @@ def _check_image_url(image_url: str) -> None:
 
 def _digest(image_url: str) -> str:
     return hashlib.sha256(image_url.encode()).hexdigest()[:12]
-
-
-def _xml_field(body: bytes, name: str) -> str:
-    """One element's text from COS's flat `<Error>` document; a regex, so no XML parser sees it."""
-    match = re.search(rf"<{name}>([^<]*)</{name}>", body[:65536].decode("utf-8", "replace"))
-    return unescape(match.group(1)).strip() if match else ""

@@ -270,6 +270,40 @@ class TencentCloudApi:
         return text.replace(self._secret_key, "****")
 
 
+class TencentClient:
+    """A product client on API 3.0: its `_api` is built from the class's `name` (the vendor),
+    `service`, `version` and `buckets`; the product keeps its actions and fields."""
+
+    name: str
+    service: str
+    version: str
+    buckets: Mapping[str, type[VendorError]] = BUCKETS
+
+    def __init__(
+        self,
+        http: httpx.Client,
+        *,
+        secret_id: str,
+        secret_key: str,
+        region: str = "ap-guangzhou",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._api = TencentCloudApi(
+            http,
+            vendor=self.name,
+            service=self.service,
+            version=self.version,
+            secret_id=secret_id,
+            secret_key=secret_key,
+            region=region,
+            clock=clock,
+            buckets=self.buckets,
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._api!r})"
+
+
 def require_str(vendor: str, fields: Mapping[str, object], name: str) -> str:
     """A non-empty string field of an answer; missing or mistyped is `VendorProtocolError`."""
     value = fields.get(name)

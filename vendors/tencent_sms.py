@@ -24,7 +24,7 @@ from typing import Final
 import httpx
 
 from vendors.base import VendorError, VendorProtocolError, VendorRejected, VendorUnavailable
-from vendors.tencent_cloud import TencentCloudApi, bucket_for
+from vendors.tencent_cloud import TencentClient, bucket_for
 
 VENDOR: Final = "tencent_sms"
 SERVICE: Final = "sms"
@@ -99,10 +99,13 @@ def normalize_phone(phone: str) -> str | None:
     return compact if _E164.fullmatch(compact) else None
 
 
-class SmsClient:
+class SmsClient(TencentClient):
     """Sends login codes through one approved template: `{1}` the code, `{2}` its lifetime in minutes."""
 
     name = VENDOR
+    service = SERVICE
+    version = API_VERSION
+    buckets = SMS_BUCKETS
 
     def __init__(
         self,
@@ -116,17 +119,7 @@ class SmsClient:
         region: str = "ap-guangzhou",
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._api = TencentCloudApi(
-            http,
-            vendor=VENDOR,
-            service=SERVICE,
-            version=API_VERSION,
-            secret_id=secret_id,
-            secret_key=secret_key,
-            region=region,
-            clock=clock,
-            buckets=SMS_BUCKETS,
-        )
+        super().__init__(http, secret_id=secret_id, secret_key=secret_key, region=region, clock=clock)
         self._app = {"SmsSdkAppId": sdk_app_id, "TemplateId": template_id, "SignName": sign_name}
 
     def __repr__(self) -> str:

@@ -28,7 +28,6 @@ import hmac
 import json
 import re
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Final
 
@@ -36,6 +35,7 @@ import httpx
 
 from vendors.base import VendorProtocolError, VendorRejected, VendorUnavailable
 from vendors.moderation import (
+    AppClient,
     CheckItem,
     Decision,
     ItemKind,
@@ -46,6 +46,7 @@ from vendors.moderation import (
     TokenCache,
     Verdict,
 )
+from vendors.plumbing import json_answer
 
 VENDOR: Final = "wechat"
 TOKEN_PATH: Final = "/cgi-bin/token"  # noqa: S105 (a path, not a password)
@@ -55,7 +56,6 @@ PUSH_EVENT: Final = "wxa_media_check"
 
 TEXT_LIMIT: Final = 2500
 CHUNK_OVERLAP: Final = 50
-TOKEN_MARGIN_S: Final = 300.0
 PUSH_WINDOW_S: Final = 300.0
 
 TOKEN_ERRCODES: Final = frozenset({40001, 42001})
@@ -80,7 +80,7 @@ class _Malformed(ValueError):
     """A result whose shape breaks the documented contract."""
 
 
-class WechatModeration:
+class WechatModeration(AppClient):
     """The WeChat text (sync) and image (push) checks behind the one moderation contract."""
 
     name = VENDOR
@@ -101,16 +101,10 @@ class WechatModeration:
             raise ValueError("wechat appid, secret, openid and push_token are all required")
         if scene not in (1, 2, 3, 4):
             raise ValueError(f"wechat scene must be 1..4, got {scene!r}")
-        self._http = http  # base_url and timeouts come from the caller, never defaults
-        self._appid = appid
-        self._secret = secret
+        super().__init__(http, appid=appid, secret=secret, tokens=tokens, clock=clock)
         self._openid = openid
         self._push_token = push_token
-        self._tokens = tokens
         self._scene = scene
-        self._clock = clock
-        self._token_key = f"wechat:access_token:{appid}"
-        self._seen_tokens: deque[str] = deque(maxlen=8)  # scrubbed from every error text
 
     def __repr__(self) -> str:
         return f"WechatModeration(appid={self._appid!r}, secret='****')"
@@ -183,11 +177,7 @@ class WechatModeration:
         return self._request("POST", path, {"access_token": token}, dict(body))
 
     def _access_token(self) -> str:
-        cached = self._tokens.get(self._token_key)
-        if cached:
-            self._seen_tokens.append(cached)
-            return cached
-        return self._fetch_token()
+        return self._cached_token() or self._fetch_token()
 
     def _fetch_token(self) -> str:
         """A fresh token from `/cgi-bin/token`, stored with ttl `expires_in` minus a margin."""
@@ -197,30 +187,20 @@ class WechatModeration:
         token, expires_in = answer.get("access_token"), answer.get("expires_in", 7200)
         if not isinstance(token, str) or not token:
             raise VendorProtocolError(VENDOR, "missing_access_token")
-        self._seen_tokens.append(token)
+        self._remember(token)
         if isinstance(expires_in, bool) or not isinstance(expires_in, int | float) or expires_in <= 0:
             raise VendorProtocolError(VENDOR, "bad_expires_in", type(expires_in).__name__)
-        ttl = expires_in - TOKEN_MARGIN_S if expires_in > 2 * TOKEN_MARGIN_S else expires_in / 2
-        self._tokens.set(self._token_key, token, ttl)
+        self._keep_token(token, expires_in)
         return token
 
     def _request(
         self, method: str, path: str, params: Mapping[str, str], body: dict[str, object] | None = None
     ) -> dict[str, object]:
-        """One call; the JSON object answer, or the bucket of a transport / HTTP / format failure.
-        Exceptions are not chained: httpx's carry the request, whose URL holds the credentials."""
-        try:
-            resp = self._http.request(method, path, params=params, json=body)
-        except httpx.TransportError as exc:  # no answer: timeout, reset, DNS
-            raise VendorUnavailable(VENDOR, "transport", self._scrub(f"{type(exc).__name__}: {exc}")) from None
-        if resp.status_code == 429 or resp.status_code >= 500:
-            raise VendorUnavailable(VENDOR, f"http_{resp.status_code}")
+        """One call; the JSON object answer, or the bucket of a transport / HTTP / format failure."""
+        resp = self._exchange(method, path, params=params, json=body)
         if resp.is_error:
             raise VendorRejected(VENDOR, f"http_{resp.status_code}", self._scrub(resp.text)[:200])
-        try:
-            answer = resp.json()
-        except ValueError:
-            raise VendorProtocolError(VENDOR, "not_json", self._scrub(resp.text)[:120]) from None
+        answer = json_answer(VENDOR, resp, self._scrub)
         if not isinstance(answer, dict) or _errcode(answer) is None:
             raise VendorProtocolError(VENDOR, "bad_answer", self._scrub(str(answer))[:120])
         return answer
@@ -234,11 +214,6 @@ class WechatModeration:
             hint = QUOTA_RETRY_MS if code == 45009 else None
             raise VendorUnavailable(VENDOR, stable, detail, retry_after_ms=hint)
         raise VendorRejected(VENDOR, stable, detail)
-
-    def _scrub(self, text: str) -> str:
-        for secret in (self._secret, *self._seen_tokens):
-            text = text.replace(secret, "****")
-        return text
 
     # --- pushes (VENDORS.md §5.4, §5.5) -------------------------------------------------------------
 

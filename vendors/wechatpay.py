@@ -26,13 +26,14 @@ from typing import Final
 from urllib.parse import quote
 
 import httpx
-from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from vendors.base import VendorProtocolError, VendorRejected, VendorUnavailable
+from vendors.base import MessageRejected, VendorProtocolError, VendorRejected, VendorUnavailable
+from vendors.plumbing import json_object, rsa_verified
 
 VENDOR: Final = "wechatpay"
 SIGNATURE_TYPE: Final = "WECHATPAY2-SHA256-RSA2048"
@@ -46,14 +47,12 @@ ALGORITHM: Final = "AEAD_AES_256_GCM"
 _HEADERS: Final = ("wechatpay-serial", "wechatpay-signature", "wechatpay-timestamp", "wechatpay-nonce")
 
 
-class NotificationRejected(Exception):
+class NotificationRejected(MessageRejected):
     """A notification (or signed answer) that must not be trusted. `reason` is stable: malformed,
     probe, unknown_serial, bad_signature, stale_timestamp, undecryptable, not_a_transaction or
     wrong_merchant."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"wechatpay notification rejected: {reason}")
-        self.reason = reason
+    what = "wechatpay notification"
 
 
 @dataclass(frozen=True)
@@ -123,7 +122,7 @@ def verify_notification(
     if not timestamp.isdigit():
         raise NotificationRejected("malformed")
     message = f"{timestamp}\n{nonce}\n".encode() + body + b"\n"
-    if not _rsa_verify(key, signature, message):
+    if not rsa_verified(key, signature, message):
         raise NotificationRejected("bad_signature")
     if abs(now - int(timestamp)) > window_s:
         raise NotificationRejected("stale_timestamp")
@@ -145,7 +144,7 @@ def decrypt_resource(resource: Mapping[str, object], *, api_v3_key: str) -> dict
         plain = AESGCM(key).decrypt(nonce.encode(), base64.b64decode(ciphertext, validate=True), aad.encode())
     except (InvalidTag, binascii.Error, ValueError):
         raise NotificationRejected("undecryptable") from None
-    data = _json_object(plain)
+    data = json_object(plain)
     if data is None:
         raise NotificationRejected("malformed")
     return data
@@ -164,7 +163,7 @@ def parse_notification(
     """Verify, decrypt and read a payment notification. Refund notices are `not_a_transaction`;
     with `mchid`/`appid` given, a transaction of another merchant is `wrong_merchant`."""
     verify_notification(headers, body, public_keys=public_keys, now=now)
-    envelope = _json_object(body)
+    envelope = json_object(body)
     resource = envelope.get("resource") if envelope else None
     if not isinstance(resource, Mapping):
         raise NotificationRejected("malformed")
@@ -279,7 +278,7 @@ class WechatPayClient:
             verify_notification(resp.headers, resp.content, public_keys=self._public_keys, now=self._clock())
         except NotificationRejected as exc:
             raise VendorProtocolError(VENDOR, f"response_{exc.reason}") from None
-        data = _json_object(resp.content)
+        data = json_object(resp.content)
         if data is None:
             raise VendorProtocolError(VENDOR, "not_json")
         return data
@@ -296,22 +295,6 @@ class WechatPayClient:
 
 
 # --- helpers ---------------------------------------------------------------------------------------
-
-
-def _rsa_verify(key: RSAPublicKey, signature: str, message: bytes) -> bool:
-    try:
-        key.verify(base64.b64decode(signature, validate=True), message, padding.PKCS1v15(), hashes.SHA256())
-    except (InvalidSignature, binascii.Error, ValueError):
-        return False
-    return True
-
-
-def _json_object(raw: bytes) -> dict[str, object] | None:
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def _text(data: Mapping[str, object], name: str) -> str:
@@ -331,7 +314,7 @@ _SAFE = re.compile(r"[^\w .:-]")
 
 def _error_of(resp: httpx.Response) -> tuple[str, str]:
     """`{"code", "message"}` of an error answer, trimmed to safe characters."""
-    data = _json_object(resp.content) or {}
+    data = json_object(resp.content) or {}
     code, message = data.get("code"), data.get("message")
     code_text = _SAFE.sub("", code)[:60] if isinstance(code, str) else ""
     return code_text, message[:300] if isinstance(message, str) else ""

@@ -48,7 +48,8 @@ from infra.config_store import ADJUSTABLE
 from infra.resources import Resources
 from infra.settings import Secret
 from tests.support import GARMENT, auth, make_user
-from vendors.sim.payments import AlipaySim, WechatPaySim
+from vendors.sim.alipay import AlipaySim
+from vendors.sim.wechatpay import WechatPaySim
 
 EXAMPLES = 40
 CONFIG: dict[str, Any] = {

@@ -32,8 +32,8 @@ from vendors.alipay import (
     verify_notify,
 )
 from vendors.base import VendorError, VendorProtocolError, VendorRejected, VendorUnavailable
+from vendors.sim.alipay import AlipaySim
 from vendors.sim.common import asgi_app
-from vendors.sim.payments import AlipaySim
 
 APP_ID = "2021000000000001"
 GATEWAY = "https://openapi.alipay.com"

@@ -16,8 +16,9 @@ import pytest
 import uvicorn
 
 from vendors.base import VendorError, VendorProtocolError, VendorRejected, VendorUnavailable
-from vendors.douyin_sec import IMAGE_PATH, TEXT_PATH, TOKEN_MARGIN_S, TOKEN_PATH, DouyinModeration, verdict_of
+from vendors.douyin_sec import IMAGE_PATH, TEXT_PATH, TOKEN_PATH, DouyinModeration, verdict_of
 from vendors.moderation import (
+    TOKEN_MARGIN_S,
     CheckItem,
     Decision,
     ItemKind,

@@ -19,10 +19,10 @@ import pytest
 import uvicorn
 from PIL import Image
 
-from vendors.base import Done, VendorError, VendorExpired, VendorFile, VendorRejected, VendorUnavailable
+from vendors.base import Done, VendorError, VendorExpired, VendorFile, VendorRejected
 from vendors.sim.common import asgi_app
 from vendors.sim.tencent_ci import TencentCiSim
-from vendors.tencent_ci import MattingRequest, TencentCiClient, classify_ci_error, flatten_on_white
+from vendors.tencent_ci import MattingRequest, TencentCiClient, flatten_on_white
 from vendors.tencent_cos import FIELDS, presign_url
 
 SECRET_ID = "AKIDciSim0a1b2c3d4e5f60718293a4b5c6d7e"
@@ -210,8 +210,6 @@ def test_expired_url_is_access_denied(ci_client, ci_http, clock) -> None:
     assert response.status_code == 403
     assert xml_code(response) == "AccessDenied"
     assert "expired" in response.text
-    error = classify_ci_error(response.status_code, response.content)
-    assert (type(error), error.code) == (VendorRejected, "ci_url_expired")
 
 
 def test_tampered_signature_does_not_match(ci_client, ci_http) -> None:
@@ -222,8 +220,6 @@ def test_tampered_signature_does_not_match(ci_client, ci_http) -> None:
 
     assert response.status_code == 403
     assert xml_code(response) == "SignatureDoesNotMatch"
-    error = classify_ci_error(response.status_code, response.content)
-    assert (type(error), error.code) == (VendorRejected, "ci_signature_mismatch")
 
 
 def test_swapped_input_does_not_match(ci_client, ci_http, ci_files) -> None:
@@ -244,8 +240,6 @@ def test_unknown_secret_id_is_invalid_access_key(ci_http, clock, ci_inputs) -> N
     response = ci_http.get(output_url(stranger))
 
     assert (response.status_code, xml_code(response)) == (403, "InvalidAccessKeyId")
-    error = classify_ci_error(response.status_code, response.content)
-    assert (type(error), error.code) == (VendorRejected, "ci_invalid_access_key")
 
 
 def test_unsigned_request_is_access_denied(ci_http) -> None:
@@ -263,8 +257,6 @@ def test_unreachable_input_is_input_unreachable(ci_client, ci_http, ci_inputs) -
     response = ci_http.get(output_url(ci_client, "https://gone.example.com/x.png", key="job-9"))
 
     assert (response.status_code, xml_code(response)) == (404, "NoSuchKey")
-    error = classify_ci_error(response.status_code, response.content)
-    assert (type(error), error.code) == (VendorRejected, "input_unreachable")
 
 
 def test_default_fetch_reports_an_unreachable_input(clock, ci_inputs) -> None:
@@ -290,8 +282,6 @@ def test_oversize_input_is_too_large(ci_client, ci_http, ci_sim, ci_files) -> No
     response = ci_http.get(output_url(ci_client))
 
     assert (response.status_code, xml_code(response)) == (400, "InvalidArgument")
-    error = classify_ci_error(response.status_code, response.content)
-    assert (type(error), error.code) == (VendorRejected, "ci_image_too_large")
 
 
 def test_default_size_cap_is_32_mb(ci_client, ci_http, ci_files) -> None:
@@ -309,8 +299,6 @@ def test_non_image_input_is_invalid_image_format(ci_client, ci_http, ci_files) -
     response = ci_http.get(output_url(ci_client))
 
     assert (response.status_code, xml_code(response)) == (400, "InvalidImageFormat")
-    error = classify_ci_error(response.status_code, response.content)
-    assert (type(error), error.code) == (VendorRejected, "ci_invalid_image_format")
 
 
 @pytest.mark.parametrize("bad", ["ftp://in.example.com/a.png", "shirt.png", "https://", "https://a.com/" + "x" * 2048])
@@ -347,30 +335,19 @@ def test_a_client_without_inputs_refuses_to_submit(clock) -> None:
     assert info.value.code == "not_configured"
 
 
-# --- injected failures and the classification table -------------------------------------------------
+# --- injected failures ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("kind", "status", "code", "stable"),
-    [("slowdown", 503, "SlowDown", "ci_slow_down"), ("http_500", 500, "InternalError", "ci_internal_error")],
+    ("kind", "status", "code"), [("slowdown", 503, "SlowDown"), ("http_500", 500, "InternalError")]
 )
-def test_injected_failures_are_transient(ci_client, ci_http, ci_sim, kind, status, code, stable) -> None:
+def test_injected_failures_are_transient(ci_client, ci_http, ci_sim, kind, status, code) -> None:
+    """A 5xx: the download is retried (`infra.fetch`), like any server error."""
     ci_sim.configure(failure_rate=1.0, failure_kind=kind)
 
     response = ci_http.get(output_url(ci_client))
 
     assert (response.status_code, xml_code(response)) == (status, code)
-    error = classify_ci_error(response.status_code, response.content)
-    assert (type(error), error.code) == (VendorUnavailable, stable)
-
-
-def test_slow_down_carries_a_retry_hint(ci_client, ci_http, ci_sim) -> None:
-    ci_sim.configure(failure_rate=1.0, failure_kind="slowdown")
-
-    response = ci_http.get(output_url(ci_client))
-
-    error = classify_ci_error(response.status_code, response.content)
-    assert isinstance(error, VendorUnavailable) and error.retry_after_ms and error.retry_after_ms > 0
 
 
 def test_injected_transport_failure_drops_the_connection(ci_client, ci_http, ci_sim) -> None:
@@ -378,36 +355,6 @@ def test_injected_transport_failure_drops_the_connection(ci_client, ci_http, ci_
 
     with pytest.raises(httpx.ConnectError):
         ci_http.get(output_url(ci_client))
-
-
-def _xml(code: str, message: str = "") -> bytes:
-    return f"<Error><Code>{code}</Code><Message>{message}</Message><RequestId>r1</RequestId></Error>".encode()
-
-
-@pytest.mark.parametrize(
-    ("status", "body", "bucket", "code"),
-    [
-        (503, _xml("SlowDown", "Please reduce your request rate."), VendorUnavailable, "ci_slow_down"),
-        (503, b"", VendorUnavailable, "http_503"),
-        (500, _xml("InternalError"), VendorUnavailable, "ci_internal_error"),
-        (502, b"<html>Bad Gateway</html>", VendorUnavailable, "http_502"),
-        (403, _xml("AccessDenied", "Access Denied."), VendorRejected, "ci_access_denied"),
-        (403, _xml("AccessDenied", "Request has expired"), VendorRejected, "ci_url_expired"),
-        (403, _xml("SignatureDoesNotMatch"), VendorRejected, "ci_signature_mismatch"),
-        (403, _xml("InvalidAccessKeyId"), VendorRejected, "ci_invalid_access_key"),
-        (400, _xml("InvalidArgument", "image size exceeds 32MB"), VendorRejected, "ci_image_too_large"),
-        (400, _xml("InvalidArgument", "fail to download image"), VendorRejected, "input_unreachable"),
-        (400, _xml("InvalidArgument", "padding-layout is invalid"), VendorRejected, "ci_invalid_argument"),
-        (400, _xml("InvalidImageFormat"), VendorRejected, "ci_invalid_image_format"),
-        (404, _xml("NoSuchKey"), VendorRejected, "input_unreachable"),
-        (409, _xml("SomethingNew", "never seen"), VendorRejected, "http_409"),
-    ],
-)
-def test_classify_ci_error_table(status, body, bucket, code) -> None:
-    error = classify_ci_error(status, body)
-
-    assert (type(error), error.code, error.vendor) == (bucket, code, "tencent_ci")
-    assert isinstance(error, VendorError)
 
 
 # --- admin surface ----------------------------------------------------------------------------------
@@ -448,7 +395,7 @@ def test_secret_key_never_leaks(ci_client, ci_http, ci_sim, clock, ci_inputs) ->
         with pytest.raises(VendorError) as info:
             failing()
         texts.append(str(info.value))
-    texts.append(str(classify_ci_error(403, ci_http.get(url).content)))
+    texts.append(ci_http.get(url).text)
 
     assert all(SECRET_KEY not in text for text in texts)
 

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from vendors.base import VendorError, VendorProtocolError, VendorRejected, VendorUnavailable
 from vendors.sim.common import asgi_app
-from vendors.sim.payments import WechatPaySim
+from vendors.sim.wechatpay import WechatPaySim
 from vendors.wechatpay import (
     ACK,
     NotificationRejected,

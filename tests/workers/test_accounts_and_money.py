@@ -28,9 +28,10 @@ from infra.db import orders, users
 from infra.resources import Resources
 from infra.settings import Secret
 from tests.support import GARMENT, SAMPLES, auth, make_user, pose12_body, terminal_job, wait_for
-from vendors.sim.payments import AlipaySim, WechatPaySim
+from vendors.sim.alipay import AlipaySim
 from vendors.sim.runninghub import RunningHubSim
 from vendors.sim.tencent_sms import SmsSim
+from vendors.sim.wechatpay import WechatPaySim
 
 Client = TestClient[Litestar]
 

@@ -21,10 +21,11 @@ import json
 import random
 import re
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 import anyio.to_thread
 import httpx
@@ -33,16 +34,6 @@ from PIL.PngImagePlugin import PngInfo
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
-
-    class SimKnobs(DataclassInstance, Protocol):
-        """The knobs `SimulatorBase` itself reads; every simulator's knobs dataclass has them."""
-
-        @property
-        def latency_ms(self) -> float | tuple[float, float]: ...
-        @property
-        def failure_rate(self) -> float | Mapping[str, float]: ...
-        @property
-        def seed(self) -> int | None: ...
 
 
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -53,7 +44,6 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 K = TypeVar("K", bound="DataclassInstance")
-KnobsT = TypeVar("KnobsT", bound="SimKnobs")
 
 FAILURE_KINDS = frozenset({"http_500", "code_500", "busy", "rate", "transport"})
 """Injected failures: HTTP 500, the vendor's own 500 code, its busy code, its rate-limit code, or no
@@ -69,6 +59,38 @@ def mask_key(key: str) -> str:
 
 
 # --- knobs -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Knobs:
+    """The knobs every simulator has: injected failures and the seed of its random source. A
+    simulator's knobs subclass this (every field with a default); `failure_kinds` lists the kinds it
+    can inject."""
+
+    failure_kinds: ClassVar[frozenset[str]] = FAILURE_KINDS
+    failure_rate: float | Mapping[str, float] = 0.0  # global, or {endpoint or "*": rate}
+    failure_kind: str = "http_500"
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        check_rate("failure_rate", self.failure_rate)
+        if self.failure_kind not in self.failure_kinds:
+            raise ValueError(f"failure_kind must be one of {sorted(self.failure_kinds)}")
+
+
+@dataclass(frozen=True)
+class ApiKnobs(Knobs):
+    """The knobs of a simulated HTTP API: those of `Knobs` and the latency of each answer."""
+
+    latency_ms: float | tuple[float, float] = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_latency(self.latency_ms)
+
+
+KnobsT = TypeVar("KnobsT", bound=Knobs)
+ApiKnobsT = TypeVar("ApiKnobsT", bound=ApiKnobs)
 
 
 def apply_knobs(knobs: K, changes: Mapping[str, object]) -> K:
@@ -237,6 +259,20 @@ def _parse_multipart(content: bytes, content_type: str) -> dict[str, object] | N
     return fields
 
 
+def bearer(request: httpx.Request) -> str:
+    """The token of an `Authorization: Bearer ...` header, else ""."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def task_id_of(body: Mapping[str, object] | None, data: object) -> str | None:
+    """The task a `{code, msg, data}` call names: the `taskId` it answered, else the one it asked about."""
+    if isinstance(data, dict) and isinstance(data.get("taskId"), str):
+        return str(data["taskId"])
+    task_id = (body or {}).get("taskId")
+    return None if task_id is None else str(task_id)
+
+
 def scrub_body(body: Mapping[str, object], secret_fields: Iterable[str]) -> dict[str, object]:
     """A body fit for the call log: credential fields dropped, file contents shown as their size."""
     hidden = set(secret_fields)
@@ -330,12 +366,13 @@ class SimulatorBase(Generic[KnobsT]):
     A mixin so each simulator keeps only what is its own: it calls `super().__init__(knobs)` first,
     overrides `_forget()` with the state `reset()` clears besides the call log, and `_configured()`
     when a knob change must reach other state. The lock is re-entrant: conveniences and vendor
-    handlers call each other while holding it.
+    handlers call each other while holding it. `_serve` is the life of one vendor call.
     """
 
-    def __init__(self, knobs: KnobsT) -> None:
+    def __init__(self, knobs: KnobsT, clock: Callable[[], float] = time.time) -> None:
         self._lock = threading.RLock()
         self._knobs = knobs
+        self._clock = clock
         self._rng = random.Random(knobs.seed)
         self._log = CallLog()
 
@@ -358,7 +395,7 @@ class SimulatorBase(Generic[KnobsT]):
         with self._lock:
             self._knobs = apply_knobs(self._knobs, changes)
             if "seed" in changes:
-                self._rng = random.Random(self._knobs.seed)
+                self._rng.seed(self._knobs.seed)  # in place: whoever shares the source sees the new seed
             self._configured(changes)
             return self._knobs
 
@@ -368,19 +405,89 @@ class SimulatorBase(Generic[KnobsT]):
             self._forget()
             self._log.clear()
 
+    def force(self, job_id: str, kind: str) -> bool:
+        """Nothing to move, unless the simulator runs jobs."""
+        return False
+
+    def file(self, request: httpx.Request, name: str) -> httpx.Response:
+        """No files, unless the simulator serves some."""
+        return json_response({"error": "no files here"}, status=404)
+
     def _configured(self, changes: Mapping[str, object]) -> None:
         """Called under the lock after `changes` were applied; nothing else depends on knobs here."""
 
     def _forget(self) -> None:
         """Called under the lock by `reset()`; a simulator with state of its own clears it here."""
 
-    def _draw_latency(self) -> float:
+    def _draw_latency(self: SimulatorBase[ApiKnobsT]) -> float:
         with self._lock:
             return latency_s(self._rng, self._knobs.latency_ms)
 
     def _draw_failure(self, endpoint: str) -> bool:
         with self._lock:
             return roll(self._rng, rate_for(self._knobs.failure_rate, endpoint))
+
+    def _failure(self, request: httpx.Request) -> httpx.Response:
+        """The failure `failure_kind` names: no answer at all, a bare HTTP 500, or `_coded_failure`."""
+        kind = self._knobs.failure_kind
+        if kind == "transport":
+            raise httpx.ConnectError("simulated connection reset", request=request)
+        if kind == "http_500":
+            return httpx.Response(500, text="Internal Server Error")
+        return self._coded_failure(kind, request)
+
+    def _coded_failure(self, kind: str, request: httpx.Request) -> httpx.Response:
+        """The vendor's own answer for an injected `code_500`, `busy` or `rate` failure."""
+        raise ValueError(f"{type(self).__name__} injects no {kind!r} failure")
+
+    def _serve(
+        self: SimulatorBase[ApiKnobsT],
+        request: httpx.Request,
+        body: Mapping[str, object] | None,
+        answer: Callable[[], tuple[httpx.Response, str | None]],
+        *,
+        lost_answer_rate: float | Mapping[str, float] = 0.0,
+    ) -> httpx.Response:
+        """One vendor call: the latency, an injected failure (logged without a task), else `answer()`
+        under the lock, logged with the task id it names; then, at `lost_answer_rate`, the answer is
+        lost after the work was done."""
+        path = request.url.path
+        time.sleep(self._draw_latency())
+        if self._draw_failure(path):
+            self._log_call(request, body, None)
+            return self._failure(request)
+        with self._lock:
+            response, task_id = answer()
+            self._log_call(request, body, task_id)
+            lose_answer(self._rng, lost_answer_rate, path, request)
+        return response
+
+    def _log_call(self, request: httpx.Request, body: Mapping[str, object] | None, task_id: str | None) -> None:
+        """Log one vendor call, credentials masked (a simulator that `_serve`s says how)."""
+        raise NotImplementedError
+
+    def _signed_file(
+        self,
+        request: httpx.Request,
+        task_id: str | None,
+        find: Callable[[float], Callable[[], bytes] | None],
+        *,
+        secret: bytes,
+        content_type: str,
+    ) -> httpx.Response:
+        """A result file behind a `signed_url`: the download is logged (no key: the URL is its own),
+        `find(now)` names the task's file (None: 404); a signed URL must still be valid (a bare path
+        is an admin peek). The file is made outside the lock."""
+        with self._lock:
+            now = self._clock()
+            self._log.record(Call("GET", request.url.path, now, "", task_id))
+            content = find(now)
+        if content is None:
+            return json_response({"error": "NoSuchKey"}, status=404)
+        signed = "Signature" in request.url.params or "Expires" in request.url.params
+        if signed and not signature_ok(request.url, now=now, secret=secret):
+            return json_response({"error": "AccessDenied"}, status=403)
+        return file_response(request, content(), content_type)
 
 
 class Timeline(Protocol):

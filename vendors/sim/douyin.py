@@ -42,15 +42,16 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from functools import partial
+from typing import ClassVar, Final
 
 import httpx
 
 from vendors.sim.common import (
+    ApiKnobs,
     Call,
     SimulatorBase,
     admin_response,
-    check_latency,
     check_non_negative,
     check_rate,
     json_response,
@@ -65,7 +66,6 @@ TEXT_PATH: Final = "/api/v2/tags/text/antidirt"
 IMAGE_PATH: Final = "/api/apps/censor/image"
 V1_TEXT_PATH: Final = "/api/apps/v1/censor/text/"
 V1_IMAGE_PATH: Final = "/api/apps/v1/censor/image/"
-FAILURE_KINDS: Final = frozenset({"http_500", "busy", "transport"})
 IMAGE_MODELS: Final = (
     "porn", "cartoon_leader", "anniversary_flag", "sensitive_flag", "sensitive_text", "leader_recognition",
     "bloody", "fandongtaibiao", "plant_ppx", "high_risk_social_event",
@@ -81,26 +81,20 @@ _SECRET_FIELDS: Final = ("secret", "access_token")
 
 
 @dataclass(frozen=True)
-class DouyinKnobs:
+class DouyinKnobs(ApiKnobs):
     """Every behaviour switch; `configure(**changes)` or `POST /__sim/config` swaps in a copy."""
 
-    latency_ms: float | tuple[float, float] = 0.0
-    failure_rate: float | Mapping[str, float] = 0.0  # global, or {vendor path or "*": rate}
-    failure_kind: str = "http_500"  # http_500 | busy | transport
+    failure_kinds: ClassVar[frozenset[str]] = frozenset({"http_500", "busy", "transport"})
     token_ttl_s: float = 7200.0  # `expires_in` of a new token
     token_grace_s: float = 300.0  # what a new token leaves of the app's older ones
     reject_rate: float = 0.0  # clean content hits `porn` at this rate
     prob_percent: bool = False  # probs on a 0..100 scale instead of 0..1
-    seed: int | None = None
 
     def __post_init__(self) -> None:
-        check_latency(self.latency_ms)
-        check_rate("failure_rate", self.failure_rate)
+        super().__post_init__()
         check_rate("reject_rate", self.reject_rate)
         check_non_negative("token_ttl_s", self.token_ttl_s)
         check_non_negative("token_grace_s", self.token_grace_s)
-        if self.failure_kind not in FAILURE_KINDS:
-            raise ValueError(f"failure_kind must be one of {sorted(FAILURE_KINDS)}")
 
 
 @dataclass(frozen=True)
@@ -127,10 +121,9 @@ class DouyinSim(SimulatorBase[DouyinKnobs]):
     def __init__(
         self, *, appid: str, secret: str, clock: Callable[[], float] = time.time, seed: int | None = None
     ) -> None:
-        super().__init__(DouyinKnobs(seed=seed))
+        super().__init__(DouyinKnobs(seed=seed), clock)
         self._appid = appid
         self._secret = secret
-        self._clock = clock
         self._tokens: dict[str, float] = {}  # token -> expires at
         self._issued = 0
         self._verdicts: Counter[str] = Counter()
@@ -159,13 +152,6 @@ class DouyinSim(SimulatorBase[DouyinKnobs]):
                 "calls": dict(Counter(call.path for call in self._log.snapshot())),
             }
 
-    def force(self, job_id: str, kind: str) -> bool:
-        """Every check answers in the call: there are no jobs to move."""
-        return False
-
-    def file(self, request: httpx.Request, name: str) -> httpx.Response:
-        return json_response({"error": "no files here"}, status=404)
-
     # --- HTTP entry point -------------------------------------------------------------------------
 
     def handle(self, request: httpx.Request) -> httpx.Response:
@@ -177,24 +163,17 @@ class DouyinSim(SimulatorBase[DouyinKnobs]):
         if route is None:
             return json_response({"error": "not found"}, status=404)
         body = parse_body(request)
-        with self._lock:
-            delay, fail = self._draw_latency(), self._draw_failure(path)
-        time.sleep(delay)
-        token = _token_of(request, body)
-        if fail:
-            self._record(request, body, token, None)
-            return self._failure(request, path)
-        with self._lock:
-            answer = route(self, _Req(body, token, self._clock()))
-            self._record(request, body, token, answer.task_id)
-        return json_response(answer.payload)
+        return self._serve(request, body, partial(self._answer, route, request, body))
 
-    def _failure(self, request: httpx.Request, path: str) -> httpx.Response:
-        kind = self._knobs.failure_kind
-        if kind == "transport":
-            raise httpx.ConnectError("simulated connection reset", request=request)
-        if kind == "http_500":
-            return httpx.Response(500, text="Internal Server Error")
+    def _answer(
+        self, route: Route, request: httpx.Request, body: Mapping[str, object] | None
+    ) -> tuple[httpx.Response, str | None]:
+        answer = route(self, _Req(body, _token_of(request, body), self._clock()))
+        return json_response(answer.payload), answer.task_id
+
+    def _coded_failure(self, kind: str, request: httpx.Request) -> httpx.Response:
+        """Every kind but `http_500` and `transport` is `busy`: each path's own "system error"."""
+        path = request.url.path
         busy: Mapping[str, dict[str, object]] = {
             TOKEN_PATH: {"err_no": -1, "err_tips": "system error"},
             TEXT_PATH: _text_error(self._rng, 500, "internal error"),
@@ -202,9 +181,9 @@ class DouyinSim(SimulatorBase[DouyinKnobs]):
         }
         return json_response(busy.get(path, {"err_no": -1, "err_msg": "system error", "log_id": self._log_id()}))
 
-    def _record(self, request: httpx.Request, body: Mapping[str, object] | None, token: str, task: str | None) -> None:
-        shown = scrub_body(body or {}, _SECRET_FIELDS)
-        self._log.record(Call(request.method, request.url.path, self._clock(), mask_key(token), task, shown))
+    def _log_call(self, request: httpx.Request, body: Mapping[str, object] | None, task_id: str | None) -> None:
+        shown, token = scrub_body(body or {}, _SECRET_FIELDS), _token_of(request, body)
+        self._log.record(Call(request.method, request.url.path, self._clock(), mask_key(token), task_id, shown))
 
     # --- token (called under the lock) ------------------------------------------------------------
 

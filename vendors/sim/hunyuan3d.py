@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import hashlib
 import hmac
 import io
-import math
 import re
 import secrets
 import struct
@@ -34,33 +32,16 @@ import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Final
+from typing import ClassVar, Final
 
 import httpx
 from PIL import Image
 
 from vendors.sim import meshes
-from vendors.sim.common import (
-    Call,
-    SimTask,
-    admin_response,
-    apply_knobs,
-    check_non_negative,
-    check_rate,
-    file_response,
-    force_timeline,
-    mask_key,
-    max_overlap,
-    roll,
-)
+from vendors.sim.common import Call, check_non_negative, check_rate, file_response, roll
 from vendors.sim.media import CACHE, check_scale, scaled
-from vendors.sim.tencent_cloud import (
-    ActionCall,
-    TencentCloudError,
-    TencentCloudKnobs,
-    TencentCloudSim,
-    knob_names,
-)
+from vendors.sim.tasks import TaskBook, TaskQueries, TimedTask
+from vendors.sim.tencent_cloud import ActionCall, TencentCloudError, TencentCloudSim, TencentProduct
 
 SERVICE: Final = "ai3d"
 VERSION: Final = "2025-05-13"
@@ -117,55 +98,26 @@ class Hunyuan3DKnobs:
 
 
 @dataclass
-class _Job:
-    """A job's timeline; `fate` is success | fail, fixed at acceptance (or forced)."""
+class _Job(TimedTask):
+    """A job (`kind` pro | rapid); `fate` is success | fail, fixed at acceptance (or forced)."""
 
-    job_id: str
-    secret_id: str
-    kind: str  # pro | rapid
-    accepted_at: float
-    running_at: float
-    done_at: float
-    fate: str
     formats: tuple[str, ...]  # File3D types, e.g. ("GLB", "OBJ")
     credits: tuple[tuple[str, float], ...]
     subject: str = ""  # what the model is of: the prompt, or the image (its URL or a hash)
-    expired_at: float = math.inf
-
-    def gone_at(self, expiry_s: float) -> float:
-        return min(self.expired_at, self.accepted_at + expiry_s)
-
-    def end(self, expiry_s: float) -> float:
-        """When the job stopped holding a concurrency slot (finished, or expired first)."""
-        return min(self.done_at, self.gone_at(expiry_s))
-
-    def status(self, now: float, expiry_s: float) -> str:
-        if now >= self.gone_at(expiry_s):
-            return "EXPIRED"
-        if now < self.running_at:
-            return "WAIT"
-        if now < self.done_at:
-            return "RUN"
-        return "DONE" if self.fate == "success" else "FAIL"
-
-    def finish(self, fate: str, now: float) -> None:
-        self.fate = fate
-        self.done_at = min(self.done_at, now)
-        self.running_at = min(self.running_at, self.done_at)
+    words: ClassVar[tuple[str, str, str, str, str]] = ("EXPIRED", "WAIT", "RUN", "DONE", "FAIL")
 
     def file_names(self) -> tuple[str, ...]:
         return (*(ARTIFACTS[kind][0] for kind in self.formats), PREVIEW_NAME)
 
 
-class Hunyuan3DSim:
+class Hunyuan3DSim(TaskQueries[_Job], TencentProduct[Hunyuan3DKnobs]):
     """The simulator; see the module docstring and VENDORS.md §2.7."""
 
     def __init__(
         self, *, credentials: Mapping[str, str], clock: Callable[[], float] = time.time, seed: int | None = None
     ) -> None:
-        self.core = TencentCloudSim(credentials=credentials, clock=clock, seed=seed)
-        self._knobs = Hunyuan3DKnobs()
-        self._jobs: dict[str, _Job] = {}
+        super().__init__(TencentCloudSim(credentials=credentials, clock=clock, seed=seed), Hunyuan3DKnobs())
+        self._tasks = TaskBook[_Job](self.core.lock, clock, lambda: self._knobs.job_expiry_s)
         self._cos_id = "AKID" + secrets.token_hex(16)  # signs the result links; never a caller's key
         self._cos_key = secrets.token_hex(16)
         actions: Mapping[str, Callable[[ActionCall], Mapping[str, object]]] = {
@@ -177,78 +129,18 @@ class Hunyuan3DSim:
         for action, handler in actions.items():
             self.core.register(action, handler, service=SERVICE, version=VERSION)
 
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        """`/__sim/...` admin and result files; everything else is an API 3.0 call."""
-        if request.url.path.startswith("/__sim/"):
-            return admin_response(self, request)
-        return self.core.handle(request)
-
-    # --- Python-side conveniences for tests ---------------------------------------------------------
-
-    @property
-    def knobs(self) -> Hunyuan3DKnobs:
-        return self._knobs
-
-    @property
-    def calls(self) -> list[Call]:
-        return self.core.calls
-
-    def calls_json(self) -> list[dict[str, object]]:
-        return self.core.calls_json()
-
-    def knobs_json(self) -> dict[str, object]:
-        return {**dataclasses.asdict(self.core.knobs), **dataclasses.asdict(self._knobs)}
-
-    def configure(self, **changes: object) -> tuple[TencentCloudKnobs, Hunyuan3DKnobs]:
-        """Change core and ai3d knobs together; nothing changes when any name or value is bad."""
-        core_names = knob_names()
-        with self.core.lock:
-            own = apply_knobs(self._knobs, {k: v for k, v in changes.items() if k not in core_names})
-            core = self.core.configure(**{k: v for k, v in changes.items() if k in core_names})
-            self._knobs = own
-            return core, own
-
-    def reset(self) -> None:
-        """Forget jobs and calls; credentials and knobs stay."""
-        with self.core.lock:
-            self._jobs.clear()
-            self.core.reset()
-
-    def force(self, job_id: str, kind: str) -> bool:
-        """Move a job now: `complete`, `fail` or `expire`. False if the job is unknown."""
-        with self.core.lock:
-            return force_timeline(self._jobs.get(job_id), kind, self.core.clock())
-
-    def max_concurrent(self, secret_id: str, kind: str | None = None) -> int:
-        """The most of this SecretId's jobs (of `kind`, or all) ever unfinished at one instant."""
-        with self.core.lock:
-            now, expiry = self.core.clock(), self._knobs.job_expiry_s
-            ends = ((j.accepted_at, j.end(expiry)) for j in self._mine(secret_id, kind))
-            return max_overlap((start, end if end <= now else None) for start, end in ends)
+    # --- Python-side conveniences for tests (the rest come from TencentProduct and TaskQueries) ------
 
     def running(self, secret_id: str, kind: str | None = None) -> int:
-        """This SecretId's jobs holding a slot right now (WAIT or RUN)."""
-        with self.core.lock:
-            now, expiry = self.core.clock(), self._knobs.job_expiry_s
-            return sum(1 for j in self._mine(secret_id, kind) if j.end(expiry) > now)
-
-    def created_tasks(self) -> list[SimTask]:
-        """Every job (Pro and Rapid) accepted since the last `reset()`, oldest first, by its bare
-        JobId; ai3d has no cancel."""
-        with self.core.lock:
-            return [SimTask(j.job_id, j.secret_id, j.accepted_at, cancelled=False) for j in self._jobs.values()]
+        """This SecretId's jobs (of `kind`, or all) holding a slot right now (WAIT or RUN)."""
+        return self._tasks.unfinished(secret_id, kind)
 
     def stats(self) -> dict[str, object]:
-        with self.core.lock:
-            ids = self.core.secret_ids()
-            return {
-                "max_concurrent": {mask_key(s): self.max_concurrent(s) for s in ids},
-                "running": {mask_key(s): self.running(s) for s in ids},
-                "jobs": len(self._jobs),
-            }
+        return self._tasks.stats(self.core.secret_ids(), busy="running", total="jobs")
 
-    def _mine(self, secret_id: str, kind: str | None) -> list[_Job]:
-        return [j for j in self._jobs.values() if j.secret_id == secret_id and kind in (None, j.kind)]
+    def _forget(self) -> None:
+        """Jobs go; credentials and knobs stay."""
+        self._tasks.clear()
 
     # --- actions (called by the core under its lock) -------------------------------------------
 
@@ -292,8 +184,8 @@ class Hunyuan3DSim:
             raise TencentCloudError("RequestLimitExceeded.JobNumExceed", f"当前已达到{limit}个任务上限，请稍后重试")  # noqa: RUF001
         fail = "sim-fail" in prompt or roll(self.core.rng, knobs.job_fail_rate)
         job = _Job(
-            job_id=self._new_job_id(),
-            secret_id=call.secret_id,
+            task_id=self._tasks.new_id(self.core.rng),
+            account=call.secret_id,
             kind=kind,
             accepted_at=call.now,
             running_at=call.now + knobs.queued_s,
@@ -303,15 +195,15 @@ class Hunyuan3DSim:
             credits=credits,
             subject=_subject(call.params),
         )
-        self._jobs[job.job_id] = job
-        return {"JobId": job.job_id}
+        self._tasks.add(job)
+        return {"JobId": job.task_id}
 
     def _query(self, call: ActionCall, kind: str) -> Mapping[str, object]:
         job_id = call.params.get("JobId")
         if not isinstance(job_id, str) or not job_id:
             raise TencentCloudError("MissingParameter", "The parameter `JobId` is missing.")
-        job = self._jobs.get(job_id)
-        mine = job is not None and job.secret_id == call.secret_id and job.kind == kind
+        job = self._tasks.get(job_id)
+        mine = job is not None and job.account == call.secret_id and job.kind == kind
         status = job.status(call.now, self._knobs.job_expiry_s) if job is not None and mine else "EXPIRED"
         if job is None or status == "EXPIRED":
             raise TencentCloudError(self._knobs.expired_code, f"The JobId `{job_id}` does not exist or has expired.")
@@ -338,13 +230,8 @@ class Hunyuan3DSim:
     def _link(self, call: ActionCall, job: _Job, name: str) -> str:
         start = int(call.now)
         end = int(call.now + self._knobs.result_url_ttl_s)
-        path = f"/__sim/files/{job.job_id}/{name}"
+        path = f"/__sim/files/{job.task_id}/{name}"
         return cos_presigned_url(call.http.url, path, start=start, end=end, secret_id=self._cos_id, key=self._cos_key)
-
-    def _new_job_id(self) -> str:
-        while (job_id := str(self.core.rng.randrange(10**18, 10**19))) in self._jobs:
-            pass
-        return job_id
 
     # --- files ------------------------------------------------------------------------------------
 
@@ -356,7 +243,7 @@ class Hunyuan3DSim:
         with self.core.lock:
             now = self.core.clock()
             self.core.record(Call("GET", request.url.path, now, "", job_id or None))
-            job = self._jobs.get(job_id)
+            job = self._tasks.get(job_id)
             ready = job is not None and file_name in job.file_names() and job.fate == "success"
         if job is None or not ready or now < job.done_at:
             return _cos_error(404, "NoSuchKey", "The specified key does not exist.")
@@ -370,7 +257,7 @@ class Hunyuan3DSim:
     def _content(self, job: _Job, name: str) -> bytes:
         """The model's files come from its subject and detail, made once (`vendors.sim.media.CACHE`)."""
         if name not in MODEL_FILES:
-            return STUBS[name](job.job_id)
+            return STUBS[name](job.task_id)
         scale = self._knobs.media_scale
         return CACHE.get(("hunyuan3d", name, job.subject, scale), lambda: model_file(name, job.subject, scale))
 

@@ -29,40 +29,36 @@ import hashlib
 import hmac
 import itertools
 import json
-import math
 import re
 import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Final
 
 import httpx
 from PIL import Image
 
 from vendors.sim.common import (
-    FAILURE_KINDS,
+    ApiKnobs,
     Call,
-    SimTask,
     SimulatorBase,
     admin_response,
-    check_latency,
+    bearer,
     check_non_negative,
     check_rate,
-    file_response,
-    force_timeline,
     json_response,
-    lose_answer,
     mask_key,
-    max_overlap,
     parse_body,
     roll,
-    signature_ok,
     signed_url,
+    task_id_of,
 )
 from vendors.sim.media import CACHE, check_scale, fetch_bytes, open_image, scaled
 from vendors.sim.outbox import Deliver, Outbox, Ticker, background_poster, copies
+from vendors.sim.tasks import TaskBook, TaskQueries, TimedTask
 from vendors.sim.video import mp4
 
 CREATE_PATH: Final = "/api/v1/jobs/createTask"
@@ -92,12 +88,10 @@ post_in_background: Final = background_poster("kie-sim-callback")
 
 
 @dataclass(frozen=True)
-class KieKnobs:
-    """Every behaviour switch; `configure(**changes)` or `POST /__sim/config` swaps in a copy."""
+class KieKnobs(ApiKnobs):
+    """Every behaviour switch; `configure(**changes)` or `POST /__sim/config` swaps in a copy.
+    `failure_kind` busy = 409 "queue full", rate = 429."""
 
-    latency_ms: float | tuple[float, float] = 0.0
-    failure_rate: float | Mapping[str, float] = 0.0  # global, or {vendor path or "*": rate}
-    failure_kind: str = "http_500"  # one of common.FAILURE_KINDS; busy = 409 "queue full", rate = 429
     lost_answer_rate: float | Mapping[str, float] = 0.0  # processed, then httpx.ReadTimeout; like failure_rate
     waiting_s: float = 1.0
     queuing_s: float = 2.0
@@ -122,12 +116,10 @@ class KieKnobs:
     callback_bad_signature_rate: float = 0.0  # per copy
     clock_offset_s: float = 0.0  # added to `X-Webhook-Timestamp` (stale-timestamp tests)
     media_scale: float = 1.0  # result size: 1 = the vendor's frame size and length
-    seed: int | None = None
 
     def __post_init__(self) -> None:
-        check_latency(self.latency_ms)
-        for name in ("failure_rate", "lost_answer_rate", "job_fail_rate", "callback_drop_rate",
-                     "callback_bad_signature_rate"):  # fmt: skip
+        super().__post_init__()
+        for name in ("lost_answer_rate", "job_fail_rate", "callback_drop_rate", "callback_bad_signature_rate"):
             check_rate(name, getattr(self, name))
         for name in (*_PHASES, "job_expiry_s", "result_url_ttl_s", "rate_window_s", "credits_per_task",
                      "callback_delay_s", "callback_duplicates"):  # fmt: skip
@@ -135,8 +127,6 @@ class KieKnobs:
         for name in ("rate_limit", "concurrency_limit", "credit_balance"):
             if getattr(self, name) is not None:
                 check_non_negative(name, getattr(self, name))
-        if self.failure_kind not in FAILURE_KINDS:
-            raise ValueError(f"failure_kind must be one of {sorted(FAILURE_KINDS)}")
         check_scale(self.media_scale)
         for key, phases in self.durations.items():
             if len(key.split("/")) != 3 or not isinstance(phases, Mapping) or not set(phases) <= set(_PHASES):
@@ -156,45 +146,31 @@ class KieKnobs:
 
 
 @dataclass
-class _Task:
-    """A task's timeline; `fate` is success | fail, `origin` the scheme/host it was created on."""
+class _Task(TimedTask):
+    """Waiting from `accepted_at`, queuing from `queuing_at`, generating from `running_at`;
+    `fate` is success | fail, `origin` the scheme/host it was created on."""
 
-    task_id: str
-    api_key: str
+    queuing_at: float
     model: str
     param: str
     origin: httpx.URL
-    created_at: float
-    queuing_at: float
-    generating_at: float
-    done_at: float
-    fate: str
     callback_url: str | None
     cost: float
-    expired_at: float = math.inf
     notified: bool = False
-
-    def gone(self, now: float, expiry_s: float) -> bool:
-        return now >= min(self.expired_at, self.created_at + expiry_s)
-
-    def end(self, expiry_s: float) -> float:
-        return min(self.done_at, self.expired_at, self.created_at + expiry_s)
 
     def state(self, now: float) -> str:
         if now < self.queuing_at:
             return "waiting"
-        if now < self.generating_at:
+        if now < self.running_at:
             return "queuing"
         return "generating" if now < self.done_at else self.fate
 
     def updated_at(self, now: float) -> float:
-        return max(t for t in (self.created_at, self.queuing_at, self.generating_at, self.done_at) if t <= now)
+        return max(t for t in (self.accepted_at, self.queuing_at, self.running_at, self.done_at) if t <= now)
 
     def finish(self, fate: str, now: float) -> None:
-        self.fate = fate
-        self.done_at = min(self.done_at, now)
-        self.generating_at = min(self.generating_at, self.done_at)
-        self.queuing_at = min(self.queuing_at, self.generating_at)
+        super().finish(fate, now)
+        self.queuing_at = min(self.queuing_at, self.running_at)
 
 
 @dataclass(frozen=True)
@@ -228,7 +204,7 @@ class _Req:
     now: float
 
 
-class KieSim(SimulatorBase[KieKnobs]):
+class KieSim(TaskQueries[_Task], SimulatorBase[KieKnobs]):
     """The simulator; see the module docstring and VENDORS.md §4.7."""
 
     def __init__(
@@ -241,13 +217,12 @@ class KieSim(SimulatorBase[KieKnobs]):
         deliver: Deliver | None = None,
         fetch: Callable[[str], bytes | None] = fetch_bytes,
     ) -> None:
-        super().__init__(KieKnobs(seed=seed))
+        super().__init__(KieKnobs(seed=seed), clock)
         self._keys = frozenset(api_keys)
         self._hmac_key = hmac_key
-        self._clock = clock
         self._secret = secrets.token_bytes(16)
         self._fetch = fetch
-        self._tasks: dict[str, _Task] = {}
+        self._tasks = TaskBook[_Task](self._lock, clock, lambda: self._knobs.job_expiry_s)
         self._last_ms: dict[str, int] = {}
         self._hits: dict[str, deque[float]] = {}
         self._credits = self._knobs.credit_balance
@@ -276,34 +251,10 @@ class KieSim(SimulatorBase[KieKnobs]):
         self._outbox.clear()
         self._credits = self._knobs.credit_balance
 
-    def force(self, task_id: str, kind: str) -> bool:
-        """Move a task now: `complete`, `fail` or `expire`. False if the task is unknown."""
-        with self._lock:
-            return force_timeline(self._tasks.get(task_id), kind, self._clock())
-
-    def max_concurrent(self, api_key: str) -> int:
-        """The most of this key's tasks ever unfinished at one instant, from their intervals."""
-        with self._lock:
-            now, expiry = self._clock(), self._knobs.job_expiry_s
-            ends = ((t.created_at, t.end(expiry)) for t in self._tasks.values() if t.api_key == api_key)
-            return max_overlap((start, end if end <= now else None) for start, end in ends)
-
-    def unfinished(self, api_key: str) -> int:
-        with self._lock:
-            return self._unfinished(api_key, self._clock())
-
-    def created_tasks(self) -> list[SimTask]:
-        """Every task accepted since the last `reset()`, oldest first; KIE has no cancel."""
-        with self._lock:
-            return [SimTask(t.task_id, t.api_key, t.created_at, cancelled=False) for t in self._tasks.values()]
-
     def stats(self) -> dict[str, object]:
         with self._lock:
-            keys = sorted(self._keys)
             return {
-                "max_concurrent": {mask_key(k): self.max_concurrent(k) for k in keys},
-                "unfinished": {mask_key(k): self.unfinished(k) for k in keys},
-                "tasks": len(self._tasks),
+                **self._tasks.stats(self._keys),
                 "credit_balance": self._credits,
                 "callbacks": {
                     "sent": len(self._outbox.sent),
@@ -331,7 +282,7 @@ class KieSim(SimulatorBase[KieKnobs]):
 
     def _queue_finished(self, now: float) -> None:
         knobs = self._knobs
-        for task in self._tasks.values():
+        for task in self._tasks:
             if task.notified or task.done_at > now or task.gone(now, knobs.job_expiry_s):
                 continue
             task.notified = True
@@ -379,40 +330,34 @@ class KieSim(SimulatorBase[KieKnobs]):
         if route is None:
             return json_response({"code": 404, "msg": "Not Found", "data": None}, status=404)
         body: dict[str, object] | None = dict(request.url.params) if request.method == "GET" else parse_body(request)
-        time.sleep(self._draw_latency())
-        if self._draw_failure(path):
-            self._record_call(request, body, task_id=None)
-            return self._failure(request)
-        with self._lock:
-            code, msg, data = self._dispatch(route, request, body)
-            self._record_call(request, body, task_id=_task_id_of(body, data))
-            lose_answer(self._rng, self._knobs.lost_answer_rate, path, request)
+        answer = partial(self._answer, route, request, body)
+        return self._serve(request, body, answer, lost_answer_rate=self._knobs.lost_answer_rate)
+
+    def _answer(
+        self, route: Callable[[_Req], Answer], request: httpx.Request, body: dict[str, object] | None
+    ) -> tuple[httpx.Response, str | None]:
+        code, msg, data = self._dispatch(route, request, body)
         if code == 401:
-            return json_response({"code": code, "msg": msg})  # the documented body has no `data`
-        return json_response({"code": code, "msg": msg, "data": data})
+            return json_response({"code": code, "msg": msg}), None  # the documented body has no `data`
+        return json_response({"code": code, "msg": msg, "data": data}), task_id_of(body, data)
 
     def _dispatch(
         self, route: Callable[[_Req], Answer], request: httpx.Request, body: dict[str, object] | None
     ) -> Answer:
         if self._knobs.maintenance:
             return _error(455)
-        key = _bearer(request)
+        key = bearer(request)
         if key not in self._keys:
             return _error(401)
         if body is None:
             return 422, "body must be a JSON object", None
         return route(_Req(request, body, key, self._clock()))
 
-    def _record_call(self, request: httpx.Request, body: dict[str, object] | None, task_id: str | None) -> None:
-        at, key = self._clock(), mask_key(_bearer(request))
+    def _log_call(self, request: httpx.Request, body: Mapping[str, object] | None, task_id: str | None) -> None:
+        at, key = self._clock(), mask_key(bearer(request))
         self._log.record(Call(request.method, request.url.path, at, key, task_id, dict(body or {})))
 
-    def _failure(self, request: httpx.Request) -> httpx.Response:
-        kind = self._knobs.failure_kind
-        if kind == "transport":
-            raise httpx.ConnectError("simulated connection reset", request=request)
-        if kind == "http_500":
-            return httpx.Response(500, text="Internal Server Error")
+    def _coded_failure(self, kind: str, request: httpx.Request) -> httpx.Response:
         code = _INJECTED_CODE[kind]
         return json_response({"code": code, "msg": MSG[code], "data": None})
 
@@ -428,17 +373,19 @@ class KieSim(SimulatorBase[KieKnobs]):
             return 422, problem, None
         if self._credits is not None and self._credits < knobs.credits_per_task:
             return _error(402)
-        if knobs.concurrency_limit is not None and self._unfinished(req.api_key, req.now) >= knobs.concurrency_limit:
+        if (
+            knobs.concurrency_limit is not None
+            and self._tasks.unfinished(req.api_key, now=req.now) >= knobs.concurrency_limit
+        ):
             return _error(409)
-        task = self._new_task(req)
-        self._tasks[task.task_id] = task
+        task = self._tasks.add(self._new_task(req))
         if self._credits is not None:
             self._credits -= task.cost
         return 200, MSG[200], {"taskId": task.task_id}
 
     def _record_info(self, req: _Req) -> Answer:
         task = self._tasks.get(str(req.body.get("taskId", "")))
-        if task is None or task.api_key != req.api_key or task.gone(req.now, self._knobs.job_expiry_s):
+        if task is None or task.account != req.api_key or task.gone(req.now, self._knobs.job_expiry_s):
             return _error(404)
         return 200, MSG[200], self._record(task, req.now, req.http.url)
 
@@ -455,9 +402,9 @@ class KieSim(SimulatorBase[KieKnobs]):
             "resultJson": json.dumps(result) if result else "",
             "failCode": self._knobs.fail_code if state == "fail" else "",
             "failMsg": self._knobs.fail_msg if state == "fail" else "",
-            "costTime": _ms(task.done_at - task.created_at) if done else None,
+            "costTime": _ms(task.done_at - task.accepted_at) if done else None,
             "completeTime": _ms(task.done_at) if done else None,
-            "createTime": _ms(task.created_at),
+            "createTime": _ms(task.accepted_at),
             "updateTime": _ms(task.updated_at(now)),
         }
 
@@ -473,13 +420,13 @@ class KieSim(SimulatorBase[KieKnobs]):
         waiting, queuing, generating = self._knobs.phases(model, str(size) if size else None, n_frames)
         return _Task(
             task_id=self._new_task_id(model, req.now),
-            api_key=req.api_key,
+            account=req.api_key,
             model=model,
             param=json.dumps(req.body),
             origin=req.http.url,
-            created_at=req.now,
+            accepted_at=req.now,
             queuing_at=req.now + waiting,
-            generating_at=req.now + waiting + queuing,
+            running_at=req.now + waiting + queuing,
             done_at=req.now + waiting + queuing + generating,
             fate=self._fate(str(params.get("prompt", ""))),
             callback_url=_opt_str(req.body.get("callBackUrl")),
@@ -510,27 +457,21 @@ class KieSim(SimulatorBase[KieKnobs]):
         hits.append(now)
         return True
 
-    def _unfinished(self, api_key: str, now: float) -> int:
-        expiry = self._knobs.job_expiry_s
-        return sum(1 for t in self._tasks.values() if t.api_key == api_key and t.end(expiry) > now)
-
     # --- files ------------------------------------------------------------------------------------
 
     def file(self, request: httpx.Request, name: str) -> httpx.Response:
         """`{taskId}/0.mp4` of a successful task; a signed URL must still be valid (a bare path is an
         admin peek)."""
         match = _FILE_NAME.fullmatch(name)
-        with self._lock:
-            now = self._clock()
-            task = self._tasks.get(match.group(1)) if match else None
-            self._log.record(Call("GET", request.url.path, now, "", match.group(1) if match else None))
-            found = task is not None and not task.gone(now, self._knobs.job_expiry_s)
-            if not found or task is None or task.state(now) != "success":
-                return json_response({"error": "NoSuchKey"}, status=404)
-        signed = "Signature" in request.url.params or "Expires" in request.url.params
-        if signed and not signature_ok(request.url, now=now, secret=self._secret):
-            return json_response({"error": "AccessDenied"}, status=403)
-        return file_response(request, self._video(json.loads(task.param)), "video/mp4")
+        task_id = match.group(1) if match else None
+
+        def find(now: float) -> Callable[[], bytes] | None:
+            task = self._tasks.get(task_id or "")
+            if task is None or task.gone(now, self._knobs.job_expiry_s) or task.state(now) != "success":
+                return None
+            return lambda: self._video(json.loads(task.param))
+
+        return self._signed_file(request, task_id, find, secret=self._secret, content_type="video/mp4")
 
     def _video(self, body: Mapping[str, object]) -> bytes:
         """The clip a createTask body asks for, made on first download (`vendors.sim.media.CACHE`)."""
@@ -598,18 +539,6 @@ def _opt_str(value: object) -> str | None:
 
 def _error(code: int) -> Answer:
     return code, MSG[code], None
-
-
-def _bearer(request: httpx.Request) -> str:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
-
-
-def _task_id_of(body: Mapping[str, object] | None, data: object) -> str | None:
-    if isinstance(data, dict) and isinstance(data.get("taskId"), str):
-        return str(data["taskId"])
-    task_id = (body or {}).get("taskId")
-    return None if task_id is None else str(task_id)
 
 
 def _ms(seconds: float) -> int:

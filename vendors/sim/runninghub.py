@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Final
 
@@ -32,28 +33,24 @@ from PIL import Image
 
 from vendors.sim import photos
 from vendors.sim.common import (
-    FAILURE_KINDS,
+    ApiKnobs,
     Call,
-    SimTask,
     SimulatorBase,
     admin_response,
-    check_latency,
+    bearer,
     check_non_negative,
     check_rate,
-    file_response,
-    force_timeline,
     json_response,
-    lose_answer,
     mask_key,
-    max_overlap,
     parse_body,
     roll,
     scrub_body,
-    signature_ok,
     signed_url,
+    task_id_of,
 )
 from vendors.sim.media import CACHE, check_scale, fetch_bytes, open_image
 from vendors.sim.samples import garment_photo
+from vendors.sim.tasks import TaskBook, TaskQueries, TimedTask
 
 FIXTURE: Final = Path(__file__).parent / "fixtures" / "runninghub_apps.json"
 UPLOAD_LIMIT: Final = 30 * 1024 * 1024
@@ -73,12 +70,9 @@ Answer = tuple[int, object]
 
 
 @dataclass(frozen=True)
-class RunningHubKnobs:
+class RunningHubKnobs(ApiKnobs):
     """Every behaviour switch; `configure(**changes)` or `POST /__sim/config` swaps in a copy."""
 
-    latency_ms: float | tuple[float, float] = 0.0
-    failure_rate: float | Mapping[str, float] = 0.0  # global, or {vendor path or "*": rate}
-    failure_kind: str = "http_500"  # one of common.FAILURE_KINDS
     lost_answer_rate: float | Mapping[str, float] = 0.0  # processed, then httpx.ReadTimeout; like failure_rate
     concurrency_limit: int = 1000  # unfinished tasks per api key
     reject_code: int = 421  # or 415 (no free dedicated machine)
@@ -89,17 +83,13 @@ class RunningHubKnobs:
     result_url_ttl_s: float = 3600.0  # `Expires=` of output URLs
     output_count: int | None = None  # overrides the fixture's count
     media_scale: float = 1.0  # output size: 1 = the vendor's (1024x1536 photos)
-    seed: int | None = None
 
     def __post_init__(self) -> None:
-        check_latency(self.latency_ms)
-        check_rate("failure_rate", self.failure_rate)
+        super().__post_init__()
         check_rate("lost_answer_rate", self.lost_answer_rate)
         check_rate("job_fail_rate", self.job_fail_rate)
         for name in ("concurrency_limit", "queued_s", "running_s", "job_expiry_s", "result_url_ttl_s"):
             check_non_negative(name, getattr(self, name))
-        if self.failure_kind not in FAILURE_KINDS:
-            raise ValueError(f"failure_kind must be one of {sorted(FAILURE_KINDS)}")
         if self.reject_code not in (415, 421):
             raise ValueError("reject_code must be 421 or 415")
         if self.output_count is not None:
@@ -128,36 +118,12 @@ def load_apps(path: Path = FIXTURE) -> dict[str, App]:
 
 
 @dataclass
-class _Task:
-    """A task's timeline. `fate` is success | fail | reject (audit) | cancel."""
+class _Task(TimedTask):
+    """`fate` is success | fail | reject (audit) | cancel."""
 
-    task_id: str
-    api_key: str
-    accepted_at: float
-    running_at: float
-    done_at: float
-    fate: str
     outputs: int
     webhook_url: str | None
     values: tuple[str, ...] = ()  # the node values it was run with: the outputs derive from them
-    expired_at: float = math.inf
-
-    def end(self, expiry_s: float) -> float:
-        return min(self.done_at, self.expired_at, self.accepted_at + expiry_s)
-
-    def status(self, now: float, expiry_s: float) -> str:
-        if now >= min(self.expired_at, self.accepted_at + expiry_s):
-            return "EXPIRED"
-        if now < self.running_at:
-            return "QUEUED"
-        if now < self.done_at:
-            return "RUNNING"
-        return "SUCCESS" if self.fate == "success" else "FAILED"
-
-    def finish(self, fate: str, now: float) -> None:
-        self.fate = fate
-        self.done_at = min(self.done_at, now)
-        self.running_at = min(self.running_at, self.done_at)
 
 
 @dataclass(frozen=True)
@@ -173,7 +139,7 @@ class _Req:
         return str(self.body.get("taskId", ""))
 
 
-class RunningHubSim(SimulatorBase[RunningHubKnobs]):
+class RunningHubSim(TaskQueries[_Task], SimulatorBase[RunningHubKnobs]):
     """The simulator; see the module docstring and VENDORS.md §3.7."""
 
     def __init__(
@@ -185,15 +151,14 @@ class RunningHubSim(SimulatorBase[RunningHubKnobs]):
         seed: int | None = None,
         fetch: Callable[[str], bytes | None] = fetch_bytes,
     ) -> None:
-        super().__init__(RunningHubKnobs(seed=seed))
+        super().__init__(RunningHubKnobs(seed=seed), clock)
         self._keys = frozenset(api_keys)
         self._fetch = fetch
         self._garments: dict[str, Image.Image] = {}  # input URL -> the garment cut out of it
         self._garment_lock = threading.Lock()  # not the sim's lock: a fetch must not stall the API
         self._apps = load_apps(apps_path or FIXTURE)
-        self._clock = clock
         self._secret = secrets.token_bytes(16)
-        self._tasks: dict[str, _Task] = {}
+        self._tasks = TaskBook[_Task](self._lock, clock, lambda: self._knobs.job_expiry_s)
         self._routes: dict[str, Callable[[_Req], Answer]] = {
             "/task/openapi/ai-app/run": self._run_app,
             "/task/openapi/create": self._create,
@@ -211,35 +176,8 @@ class RunningHubSim(SimulatorBase[RunningHubKnobs]):
         """Tasks go; keys, knobs and the fixture stay."""
         self._tasks.clear()
 
-    def force(self, task_id: str, kind: str) -> bool:
-        """Move a task now: `complete`, `fail` or `expire`. False if the task is unknown."""
-        with self._lock:
-            return force_timeline(self._tasks.get(task_id), kind, self._clock())
-
-    def max_concurrent(self, api_key: str) -> int:
-        """The most of this key's tasks ever unfinished at one instant, from their intervals."""
-        with self._lock:
-            now, expiry = self._clock(), self._knobs.job_expiry_s
-            ends = ((t.accepted_at, t.end(expiry)) for t in self._tasks.values() if t.api_key == api_key)
-            return max_overlap((start, end if end <= now else None) for start, end in ends)
-
-    def unfinished(self, api_key: str) -> int:
-        with self._lock:
-            return self._unfinished(api_key, self._clock())
-
-    def created_tasks(self) -> list[SimTask]:
-        """Every task accepted since the last `reset()`, oldest first; `cancelled` by `/cancel`."""
-        with self._lock:
-            return [SimTask(t.task_id, t.api_key, t.accepted_at, t.fate == "cancel") for t in self._tasks.values()]
-
     def stats(self) -> dict[str, object]:
-        with self._lock:
-            keys = sorted(self._keys)
-            return {
-                "max_concurrent": {mask_key(k): self.max_concurrent(k) for k in keys},
-                "unfinished": {mask_key(k): self.unfinished(k) for k in keys},
-                "tasks": len(self._tasks),
-            }
+        return self._tasks.stats(self._keys)
 
     # --- HTTP entry point -----------------------------------------------------------------------
 
@@ -252,15 +190,14 @@ class RunningHubSim(SimulatorBase[RunningHubKnobs]):
         if route is None or request.method != "POST":
             return json_response({"code": 404, "msg": "NOT_FOUND", "data": None}, status=404)
         body = parse_body(request)
-        time.sleep(self._draw_latency())
-        if self._draw_failure(path):
-            self._record(request, body, task_id=None)
-            return self._failure(request)
-        with self._lock:
-            code, data = self._dispatch(route, request, body)
-            self._record(request, body, task_id=_task_id_of(body, data))
-            lose_answer(self._rng, self._knobs.lost_answer_rate, path, request)
-        return json_response({"code": code, "msg": MSG.get(code, "ERROR"), "data": data})
+        answer = partial(self._answer, route, request, body)
+        return self._serve(request, body, answer, lost_answer_rate=self._knobs.lost_answer_rate)
+
+    def _answer(
+        self, route: Callable[[_Req], Answer], request: httpx.Request, body: dict[str, object] | None
+    ) -> tuple[httpx.Response, str | None]:
+        code, data = self._dispatch(route, request, body)
+        return json_response({"code": code, "msg": MSG.get(code, "ERROR"), "data": data}), task_id_of(body, data)
 
     def _dispatch(
         self, route: Callable[[_Req], Answer], request: httpx.Request, body: dict[str, object] | None
@@ -272,17 +209,12 @@ class RunningHubSim(SimulatorBase[RunningHubKnobs]):
             return 802, None
         return route(_Req(request, body, key, self._clock()))
 
-    def _record(self, request: httpx.Request, body: dict[str, object] | None, task_id: str | None) -> None:
+    def _log_call(self, request: httpx.Request, body: Mapping[str, object] | None, task_id: str | None) -> None:
         fields = body or {}
         at, key = self._clock(), mask_key(_api_key(request, fields))
         self._log.record(Call(request.method, request.url.path, at, key, task_id, scrub_body(fields, _SECRET_FIELDS)))
 
-    def _failure(self, request: httpx.Request) -> httpx.Response:
-        kind = self._knobs.failure_kind
-        if kind == "transport":
-            raise httpx.ConnectError("simulated connection reset", request=request)
-        if kind == "http_500":
-            return httpx.Response(500, text="Internal Server Error")
+    def _coded_failure(self, kind: str, request: httpx.Request) -> httpx.Response:
         code = _INJECTED_CODE[kind]
         return json_response({"code": code, "msg": MSG[code], "data": None})
 
@@ -309,11 +241,11 @@ class RunningHubSim(SimulatorBase[RunningHubKnobs]):
 
     def _accept(self, req: _Req, values: list[str], outputs: int) -> Answer:
         knobs = self._knobs
-        if self._unfinished(req.api_key, req.now) >= knobs.concurrency_limit:
+        if self._tasks.unfinished(req.api_key, now=req.now) >= knobs.concurrency_limit:
             return knobs.reject_code, None
         task = _Task(
-            task_id=self._new_task_id(),
-            api_key=req.api_key,
+            task_id=self._tasks.new_id(self._rng),
+            account=req.api_key,
             accepted_at=req.now,
             running_at=req.now + knobs.queued_s,
             done_at=req.now + knobs.queued_s + knobs.running_s,
@@ -322,7 +254,7 @@ class RunningHubSim(SimulatorBase[RunningHubKnobs]):
             webhook_url=_opt_str(req.body.get("webhookUrl")),
             values=tuple(values),
         )
-        self._tasks[task.task_id] = task
+        self._tasks.add(task)
         return 0, _created(task, req)
 
     def _status(self, req: _Req) -> Answer:
@@ -361,7 +293,7 @@ class RunningHubSim(SimulatorBase[RunningHubKnobs]):
     def _account_status(self, req: _Req) -> Answer:
         return 0, {
             "remainCoins": "100000",
-            "currentTaskCounts": str(self._unfinished(req.api_key, req.now)),
+            "currentTaskCounts": str(self._tasks.unfinished(req.api_key, now=req.now)),
             "remainMoney": "1000.00",
             "currency": "CNY",
             "apiType": "NORMAL",
@@ -374,7 +306,7 @@ class RunningHubSim(SimulatorBase[RunningHubKnobs]):
             return 807, None
         created = _stamp(task.accepted_at)
         return 0, {
-            "id": None, "userApiKey": mask_key(task.api_key), "taskId": task.task_id,
+            "id": None, "userApiKey": mask_key(task.account), "taskId": task.task_id,
             "webhookUrl": task.webhook_url, "eventData": None, "callbackStatus": None,
             "callbackResponse": None, "retryCount": 0, "createTime": created, "updateTime": created,
         }  # fmt: skip
@@ -384,18 +316,9 @@ class RunningHubSim(SimulatorBase[RunningHubKnobs]):
     def _find(self, req: _Req) -> _Task | None:
         """The caller's own, unexpired task; anything else is 807 to the caller."""
         task = self._tasks.get(req.task_id())
-        if task is None or task.api_key != req.api_key:
+        if task is None or task.account != req.api_key:
             return None
         return None if task.status(req.now, self._knobs.job_expiry_s) == "EXPIRED" else task
-
-    def _unfinished(self, api_key: str, now: float) -> int:
-        expiry = self._knobs.job_expiry_s
-        return sum(1 for t in self._tasks.values() if t.api_key == api_key and t.end(expiry) > now)
-
-    def _new_task_id(self) -> str:
-        while (task_id := str(self._rng.randrange(10**18, 10**19))) in self._tasks:
-            pass
-        return task_id
 
     def _fate(self, values: list[str]) -> str:
         """Content markers win (`sim-reject` = audit failure, `sim-fail`), then `job_fail_rate`."""
@@ -423,16 +346,13 @@ class RunningHubSim(SimulatorBase[RunningHubKnobs]):
     def file(self, request: httpx.Request, name: str) -> httpx.Response:
         """`{taskId}/{index}.png`; a signed URL must still be valid (a bare path is an admin peek)."""
         match = _FILE_NAME.fullmatch(name)
-        with self._lock:
-            now = self._clock()
-            task = self._tasks.get(match.group(1)) if match else None
-            self._log.record(Call("GET", request.url.path, now, "", match.group(1) if match else None))
-        if match is None or task is None or int(match.group(2)) >= task.outputs:
-            return json_response({"error": "NoSuchKey"}, status=404)
-        signed = "Signature" in request.url.params or "Expires" in request.url.params
-        if signed and not signature_ok(request.url, now=now, secret=self._secret):
-            return json_response({"error": "AccessDenied"}, status=403)
-        return file_response(request, self._photo(task, int(match.group(2))), "image/png")
+        task_id, index = (match.group(1), int(match.group(2))) if match else (None, 0)
+
+        def find(_: float) -> Callable[[], bytes] | None:
+            task = self._tasks.get(task_id or "")
+            return None if task is None or index >= task.outputs else lambda: self._photo(task, index)
+
+        return self._signed_file(request, task_id, find, secret=self._secret, content_type="image/png")
 
     def _photo(self, task: _Task, index: int) -> bytes:
         """Made on first download, then kept by what it depends on (`vendors.sim.media.CACHE`)."""
@@ -467,17 +387,7 @@ def _api_key(request: httpx.Request, body: Mapping[str, object]) -> str:
     """The key from the body (`apikey` only on accountStatus, as the vendor has it) or Bearer."""
     field = "apikey" if request.url.path == "/uc/openapi/accountStatus" else "apiKey"
     key = body.get(field)
-    if isinstance(key, str) and key:
-        return key
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
-
-
-def _task_id_of(body: Mapping[str, object] | None, data: object) -> str | None:
-    if isinstance(data, dict) and isinstance(data.get("taskId"), str):
-        return str(data["taskId"])
-    task_id = (body or {}).get("taskId")
-    return None if task_id is None else str(task_id)
+    return key if isinstance(key, str) and key else bearer(request)
 
 
 def _node_list(raw: object) -> list[tuple[str, str, str]] | None:

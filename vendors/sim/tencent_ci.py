@@ -33,19 +33,18 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import ClassVar, Final
 from xml.sax.saxutils import escape
 
 import httpx
 from PIL import Image, ImageChops
 
 from vendors.sim.common import (
+    ApiKnobs,
     Call,
     SimulatorBase,
     admin_response,
-    check_latency,
     check_non_negative,
-    check_rate,
     file_response,
     mask_key,
 )
@@ -54,32 +53,27 @@ from vendors.tencent_cos import FIELDS, Verdict, verify
 ENDPOINT: Final = "GoodsMatting"
 MAX_IMAGE_BYTES: Final = 32 * 1024 * 1024
 MAX_PADDING: Final = 1000
-FAILURE_KINDS: Final = frozenset({"slowdown", "http_500", "transport"})
 _PADDING = re.compile(r"(\d{1,4})x(\d{1,4})")
 
 Fetch = Callable[[str], tuple[bytes, str]]
 
 
 @dataclass(frozen=True)
-class TencentCiKnobs:
-    """Every behaviour switch; `configure(**changes)` or `POST /__sim/config` swaps in a copy."""
+class TencentCiKnobs(ApiKnobs):
+    """Every behaviour switch; `configure(**changes)` or `POST /__sim/config` swaps in a copy.
+    `failure_rate` is global or `{"GoodsMatting" or "*": rate}`."""
 
-    latency_ms: float | tuple[float, float] = 0.0
-    failure_rate: float | Mapping[str, float] = 0.0  # global, or {"GoodsMatting" or "*": rate}
-    failure_kind: str = "slowdown"  # slowdown | http_500 | transport
+    failure_kinds: ClassVar[frozenset[str]] = frozenset({"slowdown", "http_500", "transport"})
+    failure_kind: str = "slowdown"
     max_image_bytes: int = MAX_IMAGE_BYTES
     key_tolerance: int = 48  # max channel distance from the border colour that counts as background
     clock_offset_s: float = 0.0  # the sim's clock minus the caller's (signature-window tests)
     fetch_timeout_s: float = 10.0  # the default fetch's timeout
-    seed: int | None = None
 
     def __post_init__(self) -> None:
-        check_latency(self.latency_ms)
-        check_rate("failure_rate", self.failure_rate)
+        super().__post_init__()
         check_non_negative("max_image_bytes", self.max_image_bytes)
         check_non_negative("fetch_timeout_s", self.fetch_timeout_s)
-        if self.failure_kind not in FAILURE_KINDS:
-            raise ValueError(f"failure_kind must be one of {sorted(FAILURE_KINDS)}")
         if isinstance(self.key_tolerance, bool) or not isinstance(self.key_tolerance, int):
             raise ValueError("key_tolerance must be an integer")
         if not 0 <= self.key_tolerance <= 255:
@@ -142,10 +136,9 @@ class TencentCiSim(SimulatorBase[TencentCiKnobs]):
         clock: Callable[[], float] = time.time,
         seed: int | None = None,
     ) -> None:
-        super().__init__(TencentCiKnobs(seed=seed))
+        super().__init__(TencentCiKnobs(seed=seed), clock)
         self._credentials = dict(credentials)  # SecretId -> SecretKey
         self._fetch = fetch or self._http_fetch
-        self._clock = clock
         self._outcomes: Counter[str] = Counter()
 
     # --- Python-side conveniences for tests (the rest come from SimulatorBase) ----------------------
@@ -158,10 +151,6 @@ class TencentCiSim(SimulatorBase[TencentCiKnobs]):
         """Answers by outcome (`ok` or the XML code, `transport` for dropped connections)."""
         with self._lock:
             return {"outcomes": dict(sorted(self._outcomes.items())), "calls": sum(self._outcomes.values())}
-
-    def force(self, job_id: str, kind: str) -> bool:
-        """CI has no jobs to move."""
-        return False
 
     def file(self, request: httpx.Request, name: str) -> httpx.Response:
         """CI serves no stored files: outputs are computed per request."""

@@ -8,7 +8,8 @@ caller listed in `SignedHeaders`), within ±300 s of the server clock (`clock_of
 
 A product adds an action with `register(action, handler, service=..., version=...)`; the handler
 gets a verified `ActionCall` under `lock` and returns the response fields, or raises
-`TencentCloudError(code, message)` to answer `Response.Error`.
+`TencentCloudError(code, message)` to answer `Response.Error`. A product's simulator is a
+`TencentProduct`: its own knobs beside the core's, and the core's lock, clock and call log.
 """
 
 from __future__ import annotations
@@ -22,26 +23,24 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, ClassVar, Final, Generic, TypeVar
 
 import httpx
 
 from vendors.sim.common import (
+    ApiKnobs,
     Call,
-    CallLog,
+    SimulatorBase,
+    admin_response,
     apply_knobs,
-    check_latency,
     check_rate,
-    latency_s,
+    json_response,
     lose_answer,
     mask_key,
-    rate_for,
-    roll,
 )
 from vendors.tencent_cloud import Tc3Authorization, parse_authorization, sign_tc3, utc_date
 
 WINDOW_S: Final = 300
-FAILURE_KINDS: Final = frozenset({"transport", "InternalError", "RequestLimitExceeded"})
 _INJECTED: Final[Mapping[str, str]] = {
     "InternalError": "内部错误。",
     "RequestLimitExceeded": "请求的次数超过了频率限制。",
@@ -82,39 +81,43 @@ class _Action:
 
 
 @dataclass(frozen=True)
-class TencentCloudKnobs:
-    """Switches of the API layer itself; products keep their own knobs next to these."""
+class TencentCloudKnobs(ApiKnobs):
+    """Switches of the API layer itself (`failure_rate` by action); products keep their own knobs
+    next to these. `transport` fails before the action runs."""
 
-    latency_ms: float | tuple[float, float] = 0.0
-    failure_rate: float | Mapping[str, float] = 0.0  # global, or {action or "*": rate}
-    failure_kind: str = "InternalError"  # one of FAILURE_KINDS; "transport" fails before the action runs
+    failure_kinds: ClassVar[frozenset[str]] = frozenset({"transport", "InternalError", "RequestLimitExceeded"})
+    failure_kind: str = "InternalError"
     lost_answer_rate: float | Mapping[str, float] = 0.0  # the action runs, then httpx.ReadTimeout; by action
     clock_offset_s: float = 0.0  # the server clock minus ours, for the ±300 s signature window
-    seed: int | None = None
 
     def __post_init__(self) -> None:
-        check_latency(self.latency_ms)
-        check_rate("failure_rate", self.failure_rate)
+        super().__post_init__()
         check_rate("lost_answer_rate", self.lost_answer_rate)
-        if self.failure_kind not in FAILURE_KINDS:
-            raise ValueError(f"failure_kind must be one of {sorted(FAILURE_KINDS)}")
         if isinstance(self.clock_offset_s, bool) or not isinstance(self.clock_offset_s, int | float):
             raise ValueError(f"clock_offset_s must be a number, got {self.clock_offset_s!r}")
 
 
-class TencentCloudSim:
+class TencentCloudSim(SimulatorBase[TencentCloudKnobs]):
     """The API 3.0 front door; see the module docstring. `lock` guards it and every product on it."""
 
     def __init__(
         self, *, credentials: Mapping[str, str], clock: Callable[[], float] = time.time, seed: int | None = None
     ) -> None:
+        super().__init__(TencentCloudKnobs(seed=seed), clock)
         self._credentials = dict(credentials)  # SecretId -> SecretKey
-        self.clock = clock
-        self.lock = threading.RLock()
-        self._knobs = TencentCloudKnobs(seed=seed)
-        self.rng = random.Random(seed)
         self._actions: dict[str, _Action] = {}
-        self._log = CallLog()
+
+    @property
+    def lock(self) -> threading.RLock:
+        return self._lock
+
+    @property
+    def rng(self) -> random.Random:
+        return self._rng
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        return self._clock
 
     def register(
         self, action: str, handler: ActionHandler, *, service: str, version: str, regional: bool = True
@@ -123,32 +126,10 @@ class TencentCloudSim:
         with self.lock:
             self._actions[action] = _Action(handler, service, version, regional)
 
-    # --- knobs and the call log ------------------------------------------------------------------
-
-    @property
-    def knobs(self) -> TencentCloudKnobs:
-        return self._knobs
-
-    def configure(self, **changes: object) -> TencentCloudKnobs:
-        """Change knobs at runtime; a new `seed` re-seeds the shared random source."""
-        with self.lock:
-            self._knobs = apply_knobs(self._knobs, changes)
-            if "seed" in changes:
-                self.rng.seed(self._knobs.seed)
-            return self._knobs
-
-    @property
-    def calls(self) -> list[Call]:
-        return self._log.snapshot()
-
-    def calls_json(self) -> list[dict[str, object]]:
-        return self._log.to_json()
+    # --- the call log (knobs, calls and reset come from SimulatorBase) -----------------------------
 
     def record(self, call: Call) -> None:
         self._log.record(call)
-
-    def reset(self) -> None:
-        self._log.clear()
 
     def secret_ids(self) -> list[str]:
         return sorted(self._credentials)
@@ -157,9 +138,7 @@ class TencentCloudSim:
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         """Answer one API call (latency, injected failure, verification, dispatch, envelope)."""
-        with self.lock:
-            delay = latency_s(self.rng, self._knobs.latency_ms)
-        time.sleep(delay)
+        time.sleep(self._draw_latency())
         action = request.headers.get("x-tc-action", "")
         with self.lock:
             call: ActionCall | None = None
@@ -172,7 +151,7 @@ class TencentCloudSim:
                 fields = {"Error": {"Code": exc.code, "Message": exc.message}}
             else:
                 self._record(request, action, call.params, fields)
-            lose_answer(self.rng, self._knobs.lost_answer_rate, action, request)
+            lose_answer(self._rng, self._knobs.lost_answer_rate, action, request)
             return self._answer(fields)
 
     def _verify(self, request: httpx.Request, action: str) -> ActionCall:
@@ -212,16 +191,17 @@ class TencentCloudSim:
         return ActionCall(request, action, secret_id, region, params, self.clock())
 
     def _inject_failure(self, request: httpx.Request, call: ActionCall) -> None:
-        if not roll(self.rng, rate_for(self._knobs.failure_rate, call.action)):
+        if not self._draw_failure(call.action):
             return
-        kind = self._knobs.failure_kind
-        if kind == "transport":
+        if self._knobs.failure_kind == "transport":
             self._record(request, call.action, call.params, {"Error": {"Code": "transport"}})
-            raise httpx.ConnectError("simulated connection reset", request=request)
+        self._failure(request)
+
+    def _coded_failure(self, kind: str, request: httpx.Request) -> httpx.Response:
         raise TencentCloudError(kind, _INJECTED[kind])
 
     def _answer(self, fields: Mapping[str, object]) -> httpx.Response:
-        request_id = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+        request_id = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
         body = json.dumps({"Response": {**fields, "RequestId": request_id}}, ensure_ascii=False).encode()
         return httpx.Response(200, headers={"Content-Type": "application/json"}, content=body)
 
@@ -300,3 +280,68 @@ def _opt_str(value: object) -> str | None:
 
 def knob_names() -> frozenset[str]:
     return frozenset(f.name for f in dataclasses.fields(TencentCloudKnobs))
+
+
+# --- a product on the core ----------------------------------------------------------------------------
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+PK = TypeVar("PK", bound="DataclassInstance")
+
+
+class TencentProduct(Generic[PK]):
+    """A product's simulator (ai3d, SMS) on a `TencentCloudSim` (`core`): knobs of its own beside the
+    core's, one `configure` for both, and the core's lock and call log. `/__sim/...` is its admin
+    surface; every other request is an API 3.0 call. A product registers its actions on `core`."""
+
+    def __init__(self, core: TencentCloudSim, knobs: PK) -> None:
+        self.core = core
+        self._knobs = knobs
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.startswith("/__sim/"):
+            return admin_response(self, request)
+        return self.core.handle(request)
+
+    @property
+    def knobs(self) -> PK:
+        return self._knobs
+
+    @property
+    def calls(self) -> list[Call]:
+        return self.core.calls
+
+    def calls_json(self) -> list[dict[str, object]]:
+        return [dataclasses.asdict(call) for call in self.calls]
+
+    def knobs_json(self) -> dict[str, object]:
+        return {**dataclasses.asdict(self.core.knobs), **dataclasses.asdict(self._knobs)}
+
+    def configure(self, **changes: object) -> tuple[TencentCloudKnobs, PK]:
+        """Change core and product knobs together; nothing changes when any name or value is bad."""
+        core_names = knob_names()
+        with self.core.lock:
+            own = apply_knobs(self._knobs, {k: v for k, v in changes.items() if k not in core_names})
+            core = self.core.configure(**{k: v for k, v in changes.items() if k in core_names})
+            self._knobs = own
+            return core, own
+
+    def reset(self) -> None:
+        """Forget calls and what `_forget()` names; credentials and knobs stay."""
+        with self.core.lock:
+            self._forget()
+            self.core.reset()
+
+    def stats(self) -> dict[str, object]:
+        raise NotImplementedError
+
+    def force(self, job_id: str, kind: str) -> bool:
+        """Nothing to move, unless the product runs jobs."""
+        return False
+
+    def file(self, request: httpx.Request, name: str) -> httpx.Response:
+        return json_response({"error": "no files here"}, status=404)
+
+    def _forget(self) -> None:
+        """Called under the lock by `reset()`: the product's own state."""

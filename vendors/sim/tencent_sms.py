@@ -28,14 +28,8 @@ from typing import Final
 
 import httpx
 
-from vendors.sim.common import Call, admin_response, apply_knobs, check_non_negative, json_response
-from vendors.sim.tencent_cloud import (
-    ActionCall,
-    TencentCloudError,
-    TencentCloudKnobs,
-    TencentCloudSim,
-    knob_names,
-)
+from vendors.sim.common import Call, check_non_negative, json_response
+from vendors.sim.tencent_cloud import ActionCall, TencentCloudError, TencentCloudSim, TencentProduct
 
 SERVICE: Final = "sms"
 VERSION: Final = "2021-01-11"
@@ -102,7 +96,7 @@ class SmsMessage:
         return {**dataclasses.asdict(self), "template_params": list(self.template_params)}
 
 
-class SmsSim:
+class SmsSim(TencentProduct[SmsKnobs]):
     """The simulator; see the module docstring. Give `credentials` (own core) or `core` (shared)."""
 
     def __init__(
@@ -116,9 +110,8 @@ class SmsSim:
     ) -> None:
         if (credentials is None) == (core is None):
             raise ValueError("give exactly one of credentials (an own core) or core (a shared one)")
-        self.core = core if core is not None else TencentCloudSim(credentials=credentials or {}, clock=clock, seed=seed)
+        super().__init__(core or TencentCloudSim(credentials=credentials or {}, clock=clock, seed=seed), SmsKnobs())
         self.sdk_app_id = sdk_app_id
-        self._knobs = SmsKnobs()
         self._messages: list[SmsMessage] = []
         self.core.register(ACTION, self._send, service=SERVICE, version=VERSION)
 
@@ -127,27 +120,9 @@ class SmsSim:
         path = request.url.path
         if request.method == "GET" and path in ("/__sim/sms", "/__sim/sms/last"):
             return self._inbox_response(request, last=path.endswith("/last"))
-        if path.startswith("/__sim/"):
-            return admin_response(self, request)
-        return self.core.handle(request)
+        return super().handle(request)
 
-    # --- Python-side conveniences for tests -----------------------------------------------------------
-
-    @property
-    def knobs(self) -> SmsKnobs:
-        return self._knobs
-
-    def configure(self, **changes: object) -> tuple[TencentCloudKnobs, SmsKnobs]:
-        """Change core and SMS knobs together; nothing changes when any name or value is bad."""
-        core_names = knob_names()
-        with self.core.lock:
-            own = apply_knobs(self._knobs, {k: v for k, v in changes.items() if k not in core_names})
-            core = self.core.configure(**{k: v for k, v in changes.items() if k in core_names})
-            self._knobs = own
-            return core, own
-
-    def knobs_json(self) -> dict[str, object]:
-        return {**dataclasses.asdict(self.core.knobs), **dataclasses.asdict(self._knobs)}
+    # --- Python-side conveniences for tests (the rest come from TencentProduct) -----------------------
 
     def messages(self, phone: str | None = None) -> list[dict[str, object]]:
         """Every outcome for `phone` (any accepted form; None = all numbers), newest first."""
@@ -163,14 +138,9 @@ class SmsSim:
         """The core's call log with each SendSms code masked."""
         return [_masked(call) for call in self.core.calls]
 
-    def calls_json(self) -> list[dict[str, object]]:
-        return [dataclasses.asdict(call) for call in self.calls]
-
-    def reset(self) -> None:
-        """Forget messages (so every limit starts afresh) and calls; credentials and knobs stay."""
-        with self.core.lock:
-            self._messages.clear()
-            self.core.reset()
+    def _forget(self) -> None:
+        """Messages go, so every limit starts afresh."""
+        self._messages.clear()
 
     def stats(self) -> dict[str, object]:
         with self.core.lock:
@@ -181,13 +151,6 @@ class SmsSim:
                 "phones": len({m.phone for m in self._messages}),
                 "statuses": dict(statuses),
             }
-
-    def force(self, job_id: str, kind: str) -> bool:
-        """SMS has no jobs to force."""
-        return False
-
-    def file(self, request: httpx.Request, name: str) -> httpx.Response:
-        return json_response({"error": "the SMS simulator serves no files"}, status=404)
 
     # --- the inbox ----------------------------------------------------------------------------------
 

@@ -41,16 +41,16 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Final
 
 import httpx
 
 from vendors.sim.common import (
-    FAILURE_KINDS,
+    ApiKnobs,
     Call,
     SimulatorBase,
     admin_response,
-    check_latency,
     check_non_negative,
     check_rate,
     json_response,
@@ -86,16 +86,15 @@ _INJECTED: Final[Mapping[str, tuple[int, str]]] = {
 _OPENID = re.compile(r"[A-Za-z0-9_-]{28}")
 
 Answer = dict[str, object]
+Route = Callable[[httpx.Request, dict[str, object] | None, float], Answer]
 post_in_background: Final = background_poster("wechat-sim-push")
 """The default `deliver`: POST from a daemon thread; a failed delivery is lost."""
 
 
 @dataclass(frozen=True)
-class WechatKnobs:
+class WechatKnobs(ApiKnobs):
     """Every behaviour switch; `configure(**changes)` or `POST /__sim/config` swaps in a copy."""
 
-    latency_ms: float | tuple[float, float] = 0.0
-    failure_rate: float | Mapping[str, float] = 0.0  # global, or {vendor path or "*": rate}
     failure_kind: str = "busy"  # common.FAILURE_KINDS: busy/code_500 = errcode -1, rate = 45009
     token_ttl_s: float = 7200.0
     token_grace_s: float = 300.0  # an older token stays valid this long after a new /cgi-bin/token
@@ -109,17 +108,14 @@ class WechatKnobs:
     push_duplicates: int = 0  # extra identical copies of each push
     push_bad_signature_rate: float = 0.0  # per copy
     clock_offset_s: float = 0.0  # added to a push's `timestamp` (stale-push tests)
-    seed: int | None = None
 
     def __post_init__(self) -> None:
-        check_latency(self.latency_ms)
-        for name in ("failure_rate", "risky_rate", "push_drop_rate", "push_bad_signature_rate"):
+        super().__post_init__()
+        for name in ("risky_rate", "push_drop_rate", "push_bad_signature_rate"):
             check_rate(name, getattr(self, name))
         for name in ("token_ttl_s", "token_grace_s", "max_text_chars", "max_image_bytes", "push_delay_s",
                      "push_duplicates"):  # fmt: skip
             check_non_negative(name, getattr(self, name))
-        if self.failure_kind not in FAILURE_KINDS:
-            raise ValueError(f"failure_kind must be one of {sorted(FAILURE_KINDS)}")
         if self.pass_prob is not None and not 0 <= self.pass_prob <= 100:
             raise ValueError(f"pass_prob must be within 0..100, got {self.pass_prob!r}")
         if self.openids is not None and not all(isinstance(o, str) and _OPENID.fullmatch(o) for o in self.openids):
@@ -175,12 +171,11 @@ class WechatSim(SimulatorBase[WechatKnobs]):
         seed: int | None = None,
         deliver: Deliver | None = None,
     ) -> None:
-        super().__init__(WechatKnobs(seed=seed))
+        super().__init__(WechatKnobs(seed=seed), clock)
         self.appid = appid
         self.push_url = push_url
         self._secret = secret
         self._push_token = push_token
-        self._clock = clock
         self._tokens: dict[str, _Token] = {}
         self._newest: str | None = None
         self._trace_ids: set[str] = set()
@@ -312,16 +307,16 @@ class WechatSim(SimulatorBase[WechatKnobs]):
         if route is None:
             return httpx.Response(404, text="Not Found")
         body = parse_body(request) if request.method == "POST" else {}
-        time.sleep(self._draw_latency())
-        if self._draw_failure(path):
-            self._record(request, body, None)
-            return self._failure(request)
-        with self._lock:
-            answer = route(request, body, self._clock())
-            self._record(request, body, answer.get("trace_id"))
-        return json_response(answer)
+        return self._serve(request, body, partial(self._answer, route, request, body))
 
-    def _routes(self) -> Mapping[str, Callable[[httpx.Request, dict[str, object] | None, float], Answer]]:
+    def _answer(
+        self, route: Route, request: httpx.Request, body: dict[str, object] | None
+    ) -> tuple[httpx.Response, str | None]:
+        answer = route(request, body, self._clock())
+        trace_id = answer.get("trace_id")
+        return json_response(answer), trace_id if isinstance(trace_id, str) else None
+
+    def _routes(self) -> Mapping[str, Route]:
         return {
             TOKEN_PATH: self._token,
             STABLE_TOKEN_PATH: self._stable_token,
@@ -330,22 +325,16 @@ class WechatSim(SimulatorBase[WechatKnobs]):
             MEDIA_PATH: self._checked(self._media),
         }
 
-    def _record(self, request: httpx.Request, body: dict[str, object] | None, trace_id: object) -> None:
+    def _log_call(self, request: httpx.Request, body: Mapping[str, object] | None, trace_id: str | None) -> None:
         """Tokens only as `****` + last four; secrets and body tokens dropped."""
         token = request.url.params.get("access_token", "")
         shown = dict(body or {})
         if request.url.path in (TOKEN_PATH, STABLE_TOKEN_PATH):
             shown |= {k: v for k, v in request.url.params.items() if k != "secret"}
         at, logged = self._clock(), scrub_body(shown, ("secret", "access_token"))
-        task = trace_id if isinstance(trace_id, str) else None
-        self._log.record(Call(request.method, request.url.path, at, mask_key(token), task, logged))
+        self._log.record(Call(request.method, request.url.path, at, mask_key(token), trace_id, logged))
 
-    def _failure(self, request: httpx.Request) -> httpx.Response:
-        kind = self._knobs.failure_kind
-        if kind == "transport":
-            raise httpx.ConnectError("simulated connection reset", request=request)
-        if kind == "http_500":
-            return httpx.Response(500, text="Internal Server Error")
+    def _coded_failure(self, kind: str, request: httpx.Request) -> httpx.Response:
         code, message = _INJECTED[kind]
         return json_response({"errcode": code, "errmsg": message})
 
