@@ -363,7 +363,11 @@ class JobStore:
         with self._engine.begin() as conn:
             conn.execute(
                 update(vendor_attempts)
-                .where(vendor_attempts.c.job_id == job_id, vendor_attempts.c.attempt == attempt)
+                .where(
+                    vendor_attempts.c.job_id == job_id,
+                    vendor_attempts.c.attempt == attempt,
+                    vendor_attempts.c.cancelled_at.is_(None),  # a repeated cancel keeps the first time
+                )
                 .values(cancelled_at=now)
             )
 
