@@ -1,4 +1,10 @@
-"""Shared fixtures: real services, from the environment or embedded.
+"""Shared fixtures: real services, from the environment or embedded; and the tiers.
+
+Tiers (markers, one per test, from its folder unless the test names one): `fast` (tests/unit/,
+tests/fast/, client/tests/: no server of any kind; `make test-fast`), `slow` (tests/api/, infra/,
+workers/, vendors/, deploy/: real PostgreSQL or SQLite, Redis, S3, loopback servers), `integration`
+(tests/integration/: `genq run` and worker processes), `browser` (tests/browser/: Chromium).
+`make test` runs them all; `pytest -m fast` (or `slow`, `integration`, `browser`) one of them.
 
 - Database: DATABASE_URL (PostgreSQL) when set, else an SQLite file per session; migrated with
   Alembic once, emptied between tests.
@@ -9,7 +15,6 @@
 from __future__ import annotations
 
 import random
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,9 +53,9 @@ from infra.embedded import EmbeddedRedis, EmbeddedS3, free_port
 from infra.migrate import upgrade
 from infra.resources import Resources
 from infra.serving import ServerThread
-from infra.settings import Secret, Settings
+from infra.settings import Settings
 from infra.tokens import RedisTokenCache
-from tests.support import HOOKS_PORT, SAMPLES, SAMPLES_PORT, SIM_MEDIA_SCALE, HookReceiver
+from tests.support import HOOKS_PORT, SAMPLES, SAMPLES_PORT, SIM_MEDIA_SCALE, HookReceiver, settings_for_tests
 from vendors.sim.common import asgi_app
 from vendors.sim.douyin import DouyinSim
 from vendors.sim.hunyuan3d import Hunyuan3DSim
@@ -90,7 +95,29 @@ def s3_url(env_settings: Settings) -> Iterator[str]:
     server.stop()
 
 
-@pytest.fixture(scope="session", autouse=True)
+TIERS = ("fast", "slow", "integration", "browser")
+TIER_OF_FOLDER = {"unit": "fast", "fast": "fast", "integration": "integration", "browser": "browser"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test under tests/ without a tier marker gets its folder's tier (`slow` by default)."""
+    here = Path(__file__).parent
+    for item in items:
+        if not item.path.is_relative_to(here) or any(item.get_closest_marker(t) for t in TIERS):
+            continue
+        folder = item.path.relative_to(here).parts[0]
+        item.add_marker(TIER_OF_FOLDER.get(folder, "slow"))
+
+
+@pytest.fixture(autouse=True)
+def _samples_unless_fast(request: pytest.FixtureRequest) -> None:
+    """Every test outside the fast tier may fetch input images from SAMPLES: the loopback server
+    starts with the first of them. A fast test starts no server (its images come in-process)."""
+    if request.node.get_closest_marker("fast") is None:
+        request.getfixturevalue("sample_images")
+
+
+@pytest.fixture(scope="session")
 def sample_images() -> Iterator[str]:
     """The loopback stand-in for the web that serves input images (tests.support.SAMPLES)."""
     server = ServerThread(asgi_app(SampleImages().handle), host="127.0.0.1", port=SAMPLES_PORT).start()
@@ -117,47 +144,7 @@ def base_settings(
     env_settings: Settings, redis_url: str, s3_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Settings:
     """Settings for in-process tests: real services, fast clocks, no waits between retries."""
-    var_dir: Path = tmp_path_factory.mktemp("var")
-    return env_settings.with_(
-        var_dir=var_dir,
-        redis_url=redis_url,
-        s3_endpoint_url=s3_url,
-        s3_bucket=f"genq-test-{uuid.uuid4().hex[:8]}",
-        runninghub_base_url="http://runninghub.sim",
-        runninghub_api_key=Secret("test-rh-key-" + uuid.uuid4().hex[:20]),
-        hunyuan3d_base_url="http://hunyuan3d.sim",
-        ci_bucket_url="http://genq-ci-1250000000.cos.sim",
-        tencent_secret_id="AKIDtest" + uuid.uuid4().hex[:24],
-        tencent_secret_key=Secret(uuid.uuid4().hex),
-        kie_base_url="http://kie.sim",
-        kie_api_key=Secret("kie-" + uuid.uuid4().hex),
-        kie_webhook_hmac_key=Secret("hmac-" + uuid.uuid4().hex),
-        kie_callback_url="http://testserver.local/v1/callbacks/kie",
-        wechat_base_url="http://wechat.sim",
-        wechat_appid="wx" + uuid.uuid4().hex[:16],
-        wechat_secret=Secret(uuid.uuid4().hex),
-        wechat_openid="o" + uuid.uuid4().hex[:27],
-        wechat_push_token=Secret("push-" + uuid.uuid4().hex),
-        douyin_base_url="http://douyin.sim",
-        douyin_appid="tt" + uuid.uuid4().hex[:16],
-        douyin_secret=Secret(uuid.uuid4().hex),
-        jwt_secret=Secret("jwt-" + uuid.uuid4().hex + uuid.uuid4().hex),
-        sms_base_url="http://sms.sim",
-        sms_sdk_app_id="1400" + str(uuid.uuid4().int)[:6],
-        sms_sign_name="genq",
-        sms_template_id="1000001",
-        fetch_allowlist=f"127.0.0.1:{SAMPLES_PORT},127.0.0.1:{HOOKS_PORT}",
-        retry_waits_s="0,0,0",
-        webhook_retry_waits_s="0",
-        webhook_timeout_s=5.0,
-        vendor_busy_pause_s=0.05,
-        poll_schedule_image="0:0.05",
-        poll_schedule_video_720p="0:0.05",
-        poll_schedule_video_1080p="0:0.05",
-        poll_schedule_3d="0:0.05",
-        reconcile_interval_s=0.2,
-        log_format="json",
-    )
+    return settings_for_tests(env_settings, var_dir=tmp_path_factory.mktemp("var"), redis_url=redis_url, s3_url=s3_url)
 
 
 @pytest.fixture(scope="session")

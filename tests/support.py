@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, TypeVar
 
+import dramatiq
 import httpx
+from dramatiq.middleware import Middleware
 from sqlalchemy import update
 
 from domain.jobs import Job
@@ -19,6 +23,7 @@ from infra.accounts import NewUser
 from infra.db import users
 from infra.embedded import free_port
 from infra.resources import Resources
+from infra.settings import Secret, Settings
 
 T = TypeVar("T")
 
@@ -33,6 +38,51 @@ HOOKS_PORT = free_port()
 # The simulators' outputs (photos, videos, 3D models) at a tenth of the vendors' size and length:
 # real files, made in milliseconds. Tests of the full sizes set `media_scale` 1 themselves.
 SIM_MEDIA_SCALE = 0.1
+
+
+def settings_for_tests(env: Settings, *, var_dir: Path, redis_url: str, s3_url: str) -> Settings:
+    """Settings for in-process tests: fast clocks, no waits between retries, every vendor and
+    platform pointed at a simulator's host (served in-process through httpx.MockTransport)."""
+    return env.with_(
+        var_dir=var_dir,
+        redis_url=redis_url,
+        s3_endpoint_url=s3_url,
+        s3_bucket=f"genq-test-{uuid.uuid4().hex[:8]}",
+        runninghub_base_url="http://runninghub.sim",
+        runninghub_api_key=Secret("test-rh-key-" + uuid.uuid4().hex[:20]),
+        hunyuan3d_base_url="http://hunyuan3d.sim",
+        ci_bucket_url="http://genq-ci-1250000000.cos.sim",
+        tencent_secret_id="AKIDtest" + uuid.uuid4().hex[:24],
+        tencent_secret_key=Secret(uuid.uuid4().hex),
+        kie_base_url="http://kie.sim",
+        kie_api_key=Secret("kie-" + uuid.uuid4().hex),
+        kie_webhook_hmac_key=Secret("hmac-" + uuid.uuid4().hex),
+        kie_callback_url="http://testserver.local/v1/callbacks/kie",
+        wechat_base_url="http://wechat.sim",
+        wechat_appid="wx" + uuid.uuid4().hex[:16],
+        wechat_secret=Secret(uuid.uuid4().hex),
+        wechat_openid="o" + uuid.uuid4().hex[:27],
+        wechat_push_token=Secret("push-" + uuid.uuid4().hex),
+        douyin_base_url="http://douyin.sim",
+        douyin_appid="tt" + uuid.uuid4().hex[:16],
+        douyin_secret=Secret(uuid.uuid4().hex),
+        jwt_secret=Secret("jwt-" + uuid.uuid4().hex + uuid.uuid4().hex),
+        sms_base_url="http://sms.sim",
+        sms_sdk_app_id="1400" + str(uuid.uuid4().int)[:6],
+        sms_sign_name="genq",
+        sms_template_id="1000001",
+        fetch_allowlist=f"127.0.0.1:{SAMPLES_PORT},127.0.0.1:{HOOKS_PORT}",
+        retry_waits_s="0,0,0",
+        webhook_retry_waits_s="0",
+        webhook_timeout_s=5.0,
+        vendor_busy_pause_s=0.05,
+        poll_schedule_image="0:0.05",
+        poll_schedule_video_720p="0:0.05",
+        poll_schedule_video_1080p="0:0.05",
+        poll_schedule_3d="0:0.05",
+        reconcile_interval_s=0.2,
+        log_format="json",
+    )
 
 
 def wait_for(probe: Callable[[], T | None], *, timeout_s: float = 20.0, what: str = "condition") -> T:
@@ -93,6 +143,39 @@ class HeldCall:
         return self._handle(request)
 
 
+class Traffic(Middleware):
+    """Every message a broker was given, and which a worker has finished: a test waits for the
+    messages it caused to be handled (not for time to pass), or sends one again (a duplicate)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.messages: list[tuple[dramatiq.Message[Any], int | None]] = []
+        self._finished: set[str] = set()
+
+    def after_enqueue(self, broker: dramatiq.Broker, message: dramatiq.Message[Any], delay: int | None) -> None:
+        with self._lock:
+            self.messages.append((message, delay))
+
+    def after_process_message(
+        self, broker: dramatiq.Broker, message: dramatiq.Message[Any], *, result: Any = None, exception: Any = None
+    ) -> None:
+        with self._lock:
+            self._finished.add(message.message_id)
+
+    def after_skip_message(self, broker: dramatiq.Broker, message: dramatiq.Message[Any]) -> None:
+        self.after_process_message(broker, message)
+
+    def of(self, actor_name: str) -> list[dramatiq.Message[Any]]:
+        with self._lock:
+            return [m for m, _ in self.messages if m.actor_name == actor_name]
+
+    def handled(self, actor_name: str) -> bool:
+        """Whether every message to `actor_name` sent without a delay has been handled."""
+        with self._lock:
+            due = {m.message_id for m, delay in self.messages if m.actor_name == actor_name and not delay}
+            return due <= self._finished
+
+
 @dataclass(frozen=True)
 class Hook:
     path: str
@@ -105,31 +188,16 @@ class Hook:
 
 
 class HookReceiver:
-    """A webhook subscriber on loopback: records every POST; `fail(path, n, status)` makes the next
-    `n` POSTs to `path` answer `status` (500 by default), then 204."""
+    """A webhook subscriber: records every POST; `fail(path, n, status)` makes the next `n` POSTs to
+    `path` answer `status` (500 by default), then 204. `start()` serves it on loopback; the fast
+    tier mounts `handle` with httpx.MockTransport instead (no server)."""
 
     def __init__(self, port: int) -> None:
         self.port = port
         self._lock = threading.Lock()
         self._received: list[Hook] = []
         self._failures: dict[str, list[int]] = {}
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", "0")))
-                with receiver._lock:
-                    pending = receiver._failures.get(self.path, [])
-                    status = pending.pop(0) if pending else 204
-                    receiver._received.append(Hook(self.path, dict(self.headers.items()), body, status))
-                self.send_response(status)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *_: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server: ThreadingHTTPServer | None = None
 
     def url(self, path: str = "/hook") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -147,10 +215,38 @@ class HookReceiver:
             self._received.clear()
             self._failures.clear()
 
+    def answer(self, path: str, headers: dict[str, str], body: bytes) -> int:
+        """Record one POST; the status it is answered."""
+        with self._lock:
+            pending = self._failures.get(path, [])
+            status = pending.pop(0) if pending else 204
+            self._received.append(Hook(path, headers, body, status))
+        return status
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        """The receiver in-process (httpx.MockTransport)."""
+        path = request.url.raw_path.decode()
+        return httpx.Response(self.answer(path, dict(request.headers.items()), request.read()))
+
     def start(self) -> HookReceiver:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                status = receiver.answer(self.path, dict(self.headers.items()), body)
+                self.send_response(status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         threading.Thread(target=self._server.serve_forever, name="hooks", daemon=True).start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 from client_fakes import API_KEY, API_URL, Clock, FakeApi
 from genq_client import AsyncClient, Client
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The client's tests are all in the fast tier (tests/conftest.py describes the tiers)."""
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.is_relative_to(here):
+            item.add_marker(pytest.mark.fast)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import json
 import queue
 import socket
 import threading
-import time
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,6 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 
+from tests.support import wait_for
 from vendors.alipay import (
     ACK,
     AlipayClient,
@@ -681,8 +681,7 @@ def served(clock) -> Iterator[tuple[AlipaySim, str]]:
     server = uvicorn.Server(uvicorn.Config(asgi_app(sim.handle), log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    while not server.started and thread.is_alive():
-        time.sleep(0.01)
+    wait_for(lambda: server.started or not thread.is_alive(), timeout_s=10, what="uvicorn to start")
     yield sim, f"http://127.0.0.1:{sock.getsockname()[1]}"
     sim.stop_ticker()
     server.should_exit = True

@@ -7,7 +7,6 @@ import base64
 import json
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,6 +14,7 @@ import httpx
 import pytest
 import uvicorn
 
+from tests.support import wait_for
 from vendors.base import VendorError, VendorProtocolError, VendorRejected, VendorUnavailable
 from vendors.douyin_sec import IMAGE_PATH, TEXT_PATH, TOKEN_PATH, DouyinModeration, verdict_of
 from vendors.moderation import (
@@ -554,8 +554,7 @@ def dy_loopback(dy_sim: DouyinSim) -> Iterator[str]:
     server = uvicorn.Server(uvicorn.Config(asgi_app(dy_sim.handle), log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    while not server.started and thread.is_alive():
-        time.sleep(0.01)
+    wait_for(lambda: server.started or not thread.is_alive(), timeout_s=10, what="uvicorn to start")
     yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     server.should_exit = True
     thread.join(timeout=10)

@@ -9,7 +9,6 @@ import json
 import socket
 import struct
 import threading
-import time
 import zipfile
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -19,6 +18,7 @@ import pytest
 import uvicorn
 from PIL import Image
 
+from tests.support import wait_for
 from tests.vendors.conftest import TENCENT_SECRET_ID, TENCENT_SECRET_KEY
 from vendors.base import (
     Done,
@@ -639,8 +639,7 @@ def h3d_loopback(h3d_sim: Hunyuan3DSim) -> Iterator[str]:
     server = uvicorn.Server(uvicorn.Config(asgi_app(h3d_sim.handle), log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    while not server.started and thread.is_alive():
-        time.sleep(0.01)
+    wait_for(lambda: server.started or not thread.is_alive(), timeout_s=10, what="uvicorn to start")
     yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     server.should_exit = True
     thread.join(timeout=10)

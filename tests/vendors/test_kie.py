@@ -8,7 +8,6 @@ import queue
 import re
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -17,7 +16,7 @@ import httpx
 import pytest
 import uvicorn
 
-from tests.support import SIM_MEDIA_SCALE
+from tests.support import SIM_MEDIA_SCALE, wait_for
 from vendors.base import (
     Done,
     Failed,
@@ -903,8 +902,7 @@ def served_sim(clock) -> Iterator[tuple[KieSim, str]]:
     server = uvicorn.Server(uvicorn.Config(asgi_app(sim.handle), log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    while not server.started and thread.is_alive():
-        time.sleep(0.01)
+    wait_for(lambda: server.started or not thread.is_alive(), timeout_s=10, what="uvicorn to start")
     yield sim, f"http://127.0.0.1:{sock.getsockname()[1]}"
     sim.stop_ticker()
     server.should_exit = True

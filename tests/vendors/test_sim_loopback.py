@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import socket
 import threading
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -13,6 +12,7 @@ import pytest
 import uvicorn
 from PIL import Image
 
+from tests.support import wait_for
 from vendors.base import Done, Running, VendorUnavailable
 from vendors.runninghub import RunningHubClient
 from vendors.sim.common import asgi_app
@@ -27,8 +27,7 @@ def loopback(sim: RunningHubSim) -> Iterator[str]:
     server = uvicorn.Server(uvicorn.Config(asgi_app(sim.handle), log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    while not server.started and thread.is_alive():
-        time.sleep(0.01)
+    wait_for(lambda: server.started or not thread.is_alive(), timeout_s=10, what="uvicorn to start")
     yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     server.should_exit = True
     thread.join(timeout=10)

@@ -10,7 +10,6 @@ import io
 import json
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -19,6 +18,7 @@ import pytest
 import uvicorn
 from PIL import Image
 
+from tests.support import wait_for
 from vendors.base import Done, VendorError, VendorExpired, VendorFile, VendorRejected
 from vendors.sim.common import asgi_app
 from vendors.sim.tencent_ci import TencentCiSim
@@ -411,8 +411,7 @@ def ci_loopback(ci_sim: TencentCiSim) -> Iterator[str]:
     server = uvicorn.Server(uvicorn.Config(asgi_app(ci_sim.handle), log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    while not server.started and thread.is_alive():
-        time.sleep(0.01)
+    wait_for(lambda: server.started or not thread.is_alive(), timeout_s=10, what="uvicorn to start")
     yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     server.should_exit = True
     thread.join(timeout=10)

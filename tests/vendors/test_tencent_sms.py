@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,6 +13,7 @@ import httpx
 import pytest
 import uvicorn
 
+from tests.support import wait_for
 from tests.vendors.conftest import TENCENT_SECRET_ID, TENCENT_SECRET_KEY
 from vendors.base import VendorError, VendorProtocolError, VendorRejected, VendorUnavailable
 from vendors.sim.common import asgi_app
@@ -548,8 +548,7 @@ def sms_loopback(sms_sim: SmsSim) -> Iterator[str]:
     server = uvicorn.Server(uvicorn.Config(asgi_app(sms_sim.handle), log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    while not server.started and thread.is_alive():
-        time.sleep(0.01)
+    wait_for(lambda: server.started or not thread.is_alive(), timeout_s=10, what="uvicorn to start")
     yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     server.should_exit = True
     thread.join(timeout=10)

@@ -16,6 +16,7 @@ import httpx
 import pytest
 import uvicorn
 
+from tests.support import wait_for
 from vendors.base import VendorError, VendorProtocolError, VendorRejected, VendorUnavailable
 from vendors.moderation import (
     CheckItem,
@@ -850,8 +851,7 @@ def served_sim(clock, receiver: _Receiver) -> Iterator[tuple[WechatSim, str]]:
     server = uvicorn.Server(uvicorn.Config(asgi_app(sim.handle), log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    while not server.started and thread.is_alive():
-        time.sleep(0.01)
+    wait_for(lambda: server.started or not thread.is_alive(), timeout_s=10, what="uvicorn to start")
     yield sim, f"http://127.0.0.1:{sock.getsockname()[1]}"
     sim.stop_ticker()
     server.should_exit = True

@@ -10,7 +10,6 @@ import re
 import secrets
 import socket
 import threading
-import time
 from collections.abc import Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -23,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from tests.support import wait_for
 from vendors.base import VendorError, VendorProtocolError, VendorRejected, VendorUnavailable
 from vendors.sim.common import asgi_app
 from vendors.sim.wechatpay import WechatPaySim
@@ -587,8 +587,7 @@ def serve(sim: WechatPaySim) -> tuple[uvicorn.Server, threading.Thread, socket.s
     server = uvicorn.Server(uvicorn.Config(asgi_app(sim.handle), log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    while not server.started and thread.is_alive():
-        time.sleep(0.01)
+    wait_for(lambda: server.started or not thread.is_alive(), timeout_s=10, what="uvicorn to start")
     return server, thread, sock
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 import zipfile
 from typing import Any
 
@@ -17,7 +16,7 @@ from PIL import Image
 
 from domain.jobs import JobStatus
 from infra.resources import Resources
-from tests.support import GARMENT, SAMPLES, auth, make_user, terminal_job, wait_for
+from tests.support import GARMENT, SAMPLES, Traffic, auth, make_user, terminal_job, wait_for
 from vendors.sim.hunyuan3d import Hunyuan3DSim
 from vendors.sim.kie import KieSim
 from workers.runtime import Policy, Runtime
@@ -203,6 +202,7 @@ def test_a_badly_signed_callback_is_401_and_changes_nothing(
     api: Client,
     resources: Resources,
     worker: dramatiq.Worker,
+    broker: dramatiq.Broker,
     kie_sim: KieSim,
     kie_callbacks: list[tuple[str, dict[str, str], bytes]],
     slow_polls: None,
@@ -213,10 +213,12 @@ def test_a_badly_signed_callback_is_401_and_changes_nothing(
 
     kie_sim.tick()
     [(url, headers, body)] = kie_callbacks
+    traffic = Traffic()
+    broker.add_middleware(traffic)
     resp = api.post(httpx.URL(url).path, content=body, headers=headers)
-    time.sleep(0.5)  # room for a wrongly sent poll to run (the vendor already says "success")
 
     assert resp.status_code == 401
+    assert traffic.of("polling.poll_job") == []  # no poll was sent (the vendor already says "success")
     assert resp.json()["error"]["code"] == "unauthorized"
     job = resources.jobs.get(job_id)
     assert job is not None and job.status is JobStatus.PROCESSING
@@ -226,6 +228,7 @@ def test_the_same_callback_five_times_is_one_transition(
     api: Client,
     resources: Resources,
     worker: dramatiq.Worker,
+    broker: dramatiq.Broker,
     kie_sim: KieSim,
     kie_callbacks: list[tuple[str, dict[str, str], bytes]],
     slow_polls: None,
@@ -234,10 +237,12 @@ def test_the_same_callback_five_times_is_one_transition(
     job_id = _running_video(api, resources, kie_sim, auth(user))
     kie_sim.tick()
     [(url, headers, body)] = kie_callbacks
+    traffic = Traffic()
+    broker.add_middleware(traffic)
 
     statuses = [api.post(httpx.URL(url).path, content=body, headers=headers).status_code for _ in range(5)]
     terminal_job(resources, job_id)
-    time.sleep(0.5)  # room for the four duplicate polls to run and find nothing to do
+    wait_for(lambda: traffic.handled("polling.poll_job"), what="the duplicate polls to find nothing to do")
 
     assert statuses == [200] * 5
     moves = resources.jobs.events(job_id)
