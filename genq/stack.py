@@ -164,7 +164,7 @@ def _announce(settings: Settings, overrides: dict[str, str], shown: dict[str, st
     lines += [f"redis: {overrides.get('REDIS_URL', 'REDIS_URL')}", f"s3: {overrides.get('S3_ENDPOINT_URL', 'S3')}"]
     lines.append(f"database: {make_engine(settings).url.render_as_string(hide_password=True)}")
     lines.append("pools: " + " ".join(POOLS))
-    lines.append("ready: create a user with `.venv/bin/genq users create --phone 13800000000 --credits 10`")
+    lines.append("ready: create a user with `.venv/bin/genq users create --phone 13800000000 --credits 200`")
     print("\n".join(lines), flush=True)
 
 
