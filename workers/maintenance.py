@@ -384,8 +384,6 @@ def run_periodically(stop: threading.Event, client: redis.Redis) -> None:
                 accounts.sweep_memberships(rt)
             if client.set(LEDGER_KEY, "1", nx=True, ex=SWEEP_EVERY_S):
                 check_ledger(rt, client)
-            if client.set(RETENTION_KEY, "1", nx=True, ex=SWEEP_EVERY_S):
-                expire_results(rt)
             run_scheduled(rt, client)
         except Exception:  # keep the loop alive through Redis or database blips
             log.exception("maintenance_failed")
@@ -399,6 +397,7 @@ def run_scheduled(rt: Runtime, client: redis.Redis) -> None:
         (SLOTS_KEY, settings.slot_reconcile_interval_s, reconcile_slots),
         (EXPIRED_IDS_KEY, EXPIRED_IDS_EVERY_S, end_forgotten_tasks),
         (USAGE_KEY, USAGE_EVERY_S if settings.usage_stats_enabled else 0, store_usage),
+        (RETENTION_KEY, SWEEP_EVERY_S, expire_results),
         (ROWS_KEY, SWEEP_EVERY_S, purge_jobs),
         (UPLOADS_KEY, SWEEP_EVERY_S, expire_uploads),
         (TEMP_KEY, TEMP_EVERY_S, sweep_temp),
