@@ -112,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
         "--profile",
         type=Path,
         metavar="DIR",
-        help="py-spy the API process during the prompt-only submit row: DIR/api-submit.{txt,svg}, top costs printed",
+        help="py-spy the API during the prompt-only submit row: DIR/api-submit-{wall,gil}.txt, top costs printed",
     )
     return parser
 

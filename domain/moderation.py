@@ -7,7 +7,7 @@ from enum import StrEnum
 
 
 class LowConfidence(StrEnum):
-    """What a verdict the platform is unsure of counts as: AUDIT_LOW_CONFIDENCE_POLICY."""
+    """What a verdict the platform is unsure of counts as: AUDIT_LOW_CONFIDENCE."""
 
     REJECT = "reject"  # the safe default: unsure means no
     PASS = "pass"  # noqa: S105 - a verdict, not a password

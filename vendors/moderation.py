@@ -48,7 +48,7 @@ class CheckItem:
 class Decision(StrEnum):
     PASS = "pass"  # noqa: S105 - a verdict, not a password
     REJECT = "reject"
-    REVIEW = "review"  # the platform is unsure: genq's AUDIT_LOW_CONFIDENCE_POLICY decides
+    REVIEW = "review"  # the platform is unsure: genq's AUDIT_LOW_CONFIDENCE decides
     FAILED = "failed"  # the platform could not check the item (e.g. could not download it): no verdict on it
 
 

@@ -4,7 +4,7 @@
 job's platform; it never waits for a verdict. Every verdict, whether the platform gave it in the
 call, pushed it later, or answered a pull, reaches `record_verdict` as the same event, which
 decides the audit once and then the job: all inputs pass -> `queued`; one is rejected ->
-`audit_failed` + refund. A verdict the platform is unsure of follows AUDIT_LOW_CONFIDENCE_POLICY.
+`audit_failed` + refund. A verdict the platform is unsure of follows AUDIT_LOW_CONFIDENCE.
 A check the platform could not carry out (the verdict `failed`, e.g. WeChat could not download the
 image) decides nothing: the input is submitted again at once, and after `CHECK_ATTEMPTS` such
 failures the job is `audit_failed` + refund (an input nobody could check does not run).
