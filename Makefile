@@ -55,7 +55,7 @@ lint: install
 
 # Seed 001's Sora batch and the wake-on-release hand-off on the KIE simulator, scaled down (bench/).
 # Prints tables, asserts nothing; embedded services unless DATABASE_URL / REDIS_URL / S3_ENDPOINT_URL
-# are set (the Redis database given is flushed, like `make test`). Five to six minutes; the API and
+# are set (the Redis database given is flushed, like `make test`). About seven minutes; the API and
 # pipeline tables start real server and worker processes on loopback.
 bench: install
 	$(BIN)/python -m bench
