@@ -25,7 +25,7 @@ from domain.jobs import TERMINAL, JobStatus
 from infra import catalog, waiting
 from infra.accounts import Accounts
 from infra.db import batches, jobs, reads, users
-from infra.jobstore import JobFilter, JobStore
+from infra.jobstore import JobFilter, JobStore, picked_by
 from infra.paging import newest_first
 from infra.rooms import Rooms, Snapshot
 from infra.settings import Settings
@@ -187,21 +187,7 @@ class JobRow:
 
 def search_jobs(engine: Engine, found: JobFilter, *, limit: int, cursor: str | None) -> tuple[list[JobRow], str | None]:
     """What `JobStore.matching` picks for a bulk action, newest first and a page at a time."""
-    query = select(jobs, users.c.phone).join(users, users.c.id == jobs.c.user_id)
-    for column, value in (
-        (jobs.c.kind, found.kind),
-        (jobs.c.vendor, found.vendor),
-        (jobs.c.error_code, found.error_code),
-        (jobs.c.user_id, found.user_id),
-    ):
-        if value is not None:
-            query = query.where(column == value)
-    if found.statuses:
-        query = query.where(jobs.c.status.in_([s.value for s in found.statuses]))
-    if found.created_from is not None:
-        query = query.where(jobs.c.created_at >= found.created_from)
-    if found.created_to is not None:
-        query = query.where(jobs.c.created_at < found.created_to)
+    query = select(jobs, users.c.phone).join(users, users.c.id == jobs.c.user_id).where(*picked_by(found))
     with reads(engine).connect() as conn:
         rows, next_cursor = newest_first(conn, query, jobs, limit=limit, cursor=cursor)
     fields = JobRow.__dataclass_fields__

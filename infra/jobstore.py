@@ -549,21 +549,7 @@ class JobStore:
 
     def matching(self, found: JobFilter, *, limit: int) -> list[Job]:
         """Jobs the filter picks, oldest first, at most `limit`."""
-        query = select(jobs)
-        for column, value in (
-            (jobs.c.kind, found.kind),
-            (jobs.c.vendor, found.vendor),
-            (jobs.c.error_code, found.error_code),
-            (jobs.c.user_id, found.user_id),
-        ):
-            if value is not None:
-                query = query.where(column == value)
-        if found.statuses:
-            query = query.where(jobs.c.status.in_([s.value for s in found.statuses]))
-        if found.created_from is not None:
-            query = query.where(jobs.c.created_at >= found.created_from)
-        if found.created_to is not None:
-            query = query.where(jobs.c.created_at < found.created_to)
+        query = select(jobs).where(*picked_by(found))
         with self._reads.connect() as conn:
             rows = conn.execute(query.order_by(jobs.c.created_at, jobs.c.id).limit(limit)).mappings()
             return [_job(row) for row in rows]
@@ -740,6 +726,24 @@ _DEFAULTS: Mapping[str, Any] = {
     "submit_failures": 0,
     "archive_attempts": 0,
 }
+
+
+def picked_by(found: JobFilter) -> list[ColumnElement[bool]]:
+    """The conditions on `jobs` of an admin's filter (the bulk actions, the console's search)."""
+    equal = [
+        (jobs.c.kind, found.kind),
+        (jobs.c.vendor, found.vendor),
+        (jobs.c.error_code, found.error_code),
+        (jobs.c.user_id, found.user_id),
+    ]
+    conditions = [column == value for column, value in equal if value is not None]
+    if found.statuses:
+        conditions.append(jobs.c.status.in_([s.value for s in found.statuses]))
+    if found.created_from is not None:
+        conditions.append(jobs.c.created_at >= found.created_from)
+    if found.created_to is not None:
+        conditions.append(jobs.c.created_at < found.created_to)
+    return conditions
 
 
 def _job(row: RowMapping | Mapping[str, Any]) -> Job:
