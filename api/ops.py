@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from litestar import MediaType, Response, get
 from litestar.di import NamedDependency
 
+from api import docs
+from api.errors import error_body
 from infra import catalog, metrics, waiting
 from infra.accounts import last_ledger_check
 from infra.resources import Resources
@@ -18,11 +20,19 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/readyz", sync_to_thread=True, tags=["ops"])
+@get(
+    "/readyz",
+    sync_to_thread=True,
+    tags=["ops"],
+    responses=docs.errors((503, "The database or Redis does not answer: `details.checks` says which.")),
+)
 def readyz(resources: NamedDependency[Resources]) -> Response[dict[str, object]]:
     checks = {"database": resources.database_ok(), "redis": resources.redis_ok()}
-    ready = all(checks.values())
-    return Response({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+    if all(checks.values()):
+        return Response({"ready": True, "checks": checks})
+    down = ", ".join(name for name, ok in checks.items() if not ok)
+    body = error_body("unavailable", f"not ready: {down} does not answer", {"checks": checks})
+    return Response(body, status_code=503, headers={"Retry-After": "5"})
 
 
 @get("/metrics", sync_to_thread=True, tags=["ops"], media_type=MediaType.TEXT)

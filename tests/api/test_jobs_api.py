@@ -185,3 +185,16 @@ def test_an_external_id_finds_its_job_and_names_one_job_per_user(api: Client, re
     assert theirs.status_code == 202  # another user's references are their own
     assert [job["id"] for job in found] == [first.json()["id"]]
     assert resources.accounts.balance(user.user_id) == 1  # the refused one charged nothing
+
+
+def test_not_ready_is_a_503_in_the_error_shape_naming_what_does_not_answer(
+    api: Client, resources: Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(resources, "redis_ok", lambda: False)
+
+    answer = api.get("/readyz")
+
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "5"
+    error = answer.json()["error"]
+    assert error["code"] == "unavailable" and "redis" in error["message"]
+    assert error["details"] == {"checks": {"database": True, "redis": False}}
