@@ -69,3 +69,11 @@ def test_no_sum_counts_a_cluster_gauge_once_per_api_replica() -> None:
     summed = re.compile(r"sum\s*(?:by\s*\([^)]*\)\s*)?\(\s*(" + "|".join(SCRAPE_TIME) + r")\b")
 
     assert [e for e in expressions() if summed.search(e)] == []
+
+
+def test_the_readme_names_every_metric_genq_exports() -> None:
+    counters = {f.name for f in REGISTRY.collect() if f.type == "counter"}
+    families = {f.name + ("_total" if f.name in counters else "") for f in REGISTRY.collect()} | SCRAPE_TIME
+    readme = (DEPLOY.parent / "README.md").read_text()
+
+    assert sorted(name for name in families if name.startswith("genq_") and name not in readme) == []
