@@ -102,7 +102,9 @@ class JobsController(Controller):
             job, created = _create(data, user, resources, prices, ip, idempotency_key, fetched)
             if wait:
                 return job, created, None
-            return job, created, answer_for(resources, job, moves=[(job.status, job.created_at)] if created else None)
+            if created:
+                return job, created, answer_for(resources, job, moves=[(job.status, job.created_at)], fresh=True)
+            return job, created, answer_for(resources, job)
 
         job, created, answer = await to_thread(create)
         headers = {} if created else {"Idempotent-Replayed": "true"}
@@ -290,16 +292,22 @@ def _owned(resources: Resources, user: User, job_id: str) -> Job:
 
 
 def answer_for(
-    resources: Resources, job: Job, *, moves: Sequence[tuple[JobStatus, datetime]] | None = None, pull: bool = False
+    resources: Resources,
+    job: Job,
+    *,
+    moves: Sequence[tuple[JobStatus, datetime]] | None = None,
+    pull: bool = False,
+    fresh: bool = False,
 ) -> JobOut:
     """The job as answered: its queue place while it waits, its timings; with `pull`, a moderation
-    still without a verdict is asked again (the answer stays ours)."""
+    still without a verdict is asked again (the answer stays ours). A `fresh` job, created by this
+    request, has no place to read: the generation pool puts it in its room after this answer."""
     now = datetime.now(UTC)
     pull_after = timedelta(seconds=resources.settings.audit_pull_after_s)
     if pull and job.status is JobStatus.PENDING_AUDIT and now - job.updated_at >= pull_after:
         messages.check(job.id, job.fence)
     queue = None
-    if job.status is JobStatus.QUEUED:
+    if job.status is JobStatus.QUEUED and not fresh:
         queue = waiting.queue_info(
             resources.effective(), resources.rooms, resources.accounts, resources.jobs, job, now=now
         )

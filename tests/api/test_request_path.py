@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 from sqlalchemy import event
@@ -54,6 +55,23 @@ def test_a_warm_submit_is_one_transaction_of_at_most_six_statements(api: Client,
     assert resp.status_code == 202, resp.text
     assert seen.count("BEGIN") == 1 and seen.count("COMMIT") == 1
     assert len([s for s in seen if s not in ("BEGIN", "COMMIT")]) <= 6, seen
+
+
+def test_a_submit_does_not_read_the_room_its_job_is_not_in_yet(
+    api: Client, resources: Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new job enters its room when the generation pool takes its message, after the answer: the
+    answer reads no room (a room of thousands would cost every submit a read of all of them)."""
+    user = make_user(resources, credits=100)
+    reads: list[str] = []
+    snapshot = resources.rooms.snapshot
+    monkeypatch.setattr(resources.rooms, "snapshot", lambda room: reads.append(room) or snapshot(room))
+
+    resp = api.post("/v1/jobs", json=VIDEO, headers=auth(user))
+    read = api.get(f"/v1/jobs/{resp.json()['id']}", headers=auth(user))
+
+    assert resp.status_code == 202 and resp.json()["status"] == "queued" and resp.json()["queue"] is None
+    assert read.status_code == 200 and reads == ["kie:sora-2"]  # the GET asks where it waits; the submit did not
 
 
 def test_a_read_is_a_few_queries(api: Client, resources: Resources) -> None:
