@@ -695,13 +695,10 @@ def _charge_and_insert(conn: Connection, outbox: list[str], new: NewJob, now: da
     """One job, its charge (plan credits spent first, in the debit's UPDATE) and its first event, in
     the caller's transaction, the owner's row locked (`funds`). Returns the funds left."""
     entry = credits.charge(new.user_id, funds.balance, new.id, new.price, at=now)
-    conn.execute(insert(jobs).values(**_row(new, now)))
+    conn.execute(_INSERT, _row(new, now))
     append(conn, entry, also=spend_plan_credits(new.price))
-    event_id = conn.execute(
-        insert(job_events)
-        .values(job_id=new.id, from_status=None, to_status=new.status, at=now)
-        .returning(job_events.c.id)
-    ).scalar_one()
+    created: dict[str, Any] = {"job_id": new.id, "from_status": None, "to_status": new.status, "at": now}
+    event_id = conn.execute(_EVENT, created).scalar_one()
     _outbox_add(conn, outbox, new.id, new.user_id, new.webhook_url, new.webhook_events, event_id, new.status, now)
     return Funds(funds.balance - new.price, max(funds.plan_credits - new.price, 0))
 
@@ -795,6 +792,7 @@ _MOVES = (
     .order_by(job_events.c.id)
 )
 _EVENT = insert(job_events).returning(job_events.c.id)
+_INSERT = insert(jobs)  # with each new job's row as its parameters
 _IN_FLIGHT = (
     select(jobs.c.user_id, func.count())
     .where(jobs.c.user_id.in_(bindparam("user_ids", expanding=True)), jobs.c.status.in_([s.value for s in IN_FLIGHT]))
