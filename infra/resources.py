@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import redis
+from redis import Redis
 from sqlalchemy import Engine, text
 
 from infra.accounts import Accounts
@@ -58,22 +60,37 @@ class Resources:
 
     @classmethod
     def open(cls, settings: Settings) -> Resources:
-        engine = make_engine(settings)
-        secret = settings.jwt_secret.reveal()
         client = redis.Redis.from_url(redis_url(settings), socket_timeout=10, socket_connect_timeout=5)
+        return cls.over(
+            settings,
+            engine=make_engine(settings),
+            redis_client=client,
+            s3=make_s3_client(settings, s3_endpoint(settings)),
+            images=ImageInspector(
+                httpx.Client(timeout=settings.fetch_timeout_s), Allowlist.parse(settings.fetch_allowlist)
+            ),
+        )
+
+    @classmethod
+    def over(
+        cls, settings: Settings, *, engine: Engine, redis_client: Redis, s3: Any, images: ImageInspector
+    ) -> Resources:
+        """Every store over these services (`open` makes them from the settings; the fast test tier
+        passes in-process ones)."""
+        secret = settings.jwt_secret.reveal()
         accounts = Accounts(engine)
         return cls(
             settings=settings,
             engine=engine,
-            redis=client,
+            redis=redis_client,
             jobs=JobStore(engine),
             accounts=accounts,
             key_cache=KeyCache(accounts.key_owner, ttl_s=settings.key_cache_ttl_s),
-            rooms=Rooms(client, ttl_s=settings.slot_lease_ttl_s),
-            storage=Storage(make_s3_client(settings, s3_endpoint(settings)), settings.s3_bucket),
-            meter=StorageMeter(client),
+            rooms=Rooms(redis_client, ttl_s=settings.slot_lease_ttl_s),
+            storage=Storage(s3, settings.s3_bucket),
+            meter=StorageMeter(redis_client),
             audits=AuditStore(engine),
-            rate=RateLimiter(client),
+            rate=RateLimiter(redis_client),
             membership=Membership(engine),
             config=ConfigStore(engine),
             webhooks=WebhookStore(engine),
@@ -82,9 +99,7 @@ class Resources:
             tokens=Tokens(secret, access_ttl_s=settings.access_token_ttl_s, refresh_ttl_s=settings.refresh_token_ttl_s)
             if secret
             else None,
-            images=ImageInspector(
-                httpx.Client(timeout=settings.fetch_timeout_s), Allowlist.parse(settings.fetch_allowlist)
-            ),
+            images=images,
         )
 
     def effective(self) -> Settings:

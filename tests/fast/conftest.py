@@ -22,24 +22,13 @@ from dramatiq.brokers.stub import StubBroker
 from moto import mock_aws
 from sqlalchemy import Engine
 
-from infra.accounts import Accounts
-from infra.audits import AuditStore
-from infra.batches import BatchStore
-from infra.config_store import ConfigStore
 from infra.db import make_engine
 from infra.images import Allowlist, ImageInspector
-from infra.jobstore import JobStore
-from infra.keycache import KeyCache
-from infra.login import LoginCodes, Tokens
 from infra.migrate import upgrade
-from infra.orders import Membership
-from infra.ratelimit import RateLimiter
 from infra.resources import Resources
-from infra.rooms import Rooms
 from infra.settings import Settings
-from infra.storage import Storage, StorageMeter, make_s3_client
+from infra.storage import make_s3_client
 from infra.tokens import RedisTokenCache
-from infra.webhooks import WebhookStore
 from tests.support import HOOKS_PORT, SIM_MEDIA_SCALE, HookReceiver, Traffic, settings_for_tests
 from vendors.sim.hunyuan3d import Hunyuan3DSim
 from vendors.sim.kie import KieSim
@@ -113,31 +102,12 @@ def resources(
     samples_transport: httpx.MockTransport,
 ) -> Iterator[Resources]:
     """What `Resources.open` builds, over this tier's in-process services."""
-    settings, accounts = base_settings, Accounts(db)
-    secret = settings.jwt_secret.reveal()
-    allow = Allowlist.parse(settings.fetch_allowlist)
-    res = Resources(
-        settings=settings,
-        engine=db,
-        redis=redis_client,
-        jobs=JobStore(db),
-        accounts=accounts,
-        key_cache=KeyCache(accounts.key_owner, ttl_s=settings.key_cache_ttl_s),
-        rooms=Rooms(redis_client, ttl_s=settings.slot_lease_ttl_s),
-        storage=Storage(s3_client, settings.s3_bucket),
-        meter=StorageMeter(redis_client),
-        audits=AuditStore(db),
-        rate=RateLimiter(redis_client),
-        membership=Membership(db),
-        config=ConfigStore(db),
-        webhooks=WebhookStore(db),
-        batches=BatchStore(db),
-        login=LoginCodes(db, secret),
-        tokens=Tokens(secret, access_ttl_s=settings.access_token_ttl_s, refresh_ttl_s=settings.refresh_token_ttl_s),
-        images=ImageInspector(
-            httpx.Client(transport=samples_transport), allow, aclient=httpx.AsyncClient(transport=samples_transport)
-        ),
+    images = ImageInspector(
+        httpx.Client(transport=samples_transport),
+        Allowlist.parse(base_settings.fetch_allowlist),
+        aclient=httpx.AsyncClient(transport=samples_transport),
     )
+    res = Resources.over(base_settings, engine=db, redis_client=redis_client, s3=s3_client, images=images)
     res.storage.ensure_bucket()
     yield res
     res.storage.delete(res.storage.keys(""))
