@@ -19,11 +19,14 @@ from dramatiq.middleware import Middleware
 from sqlalchemy import update
 
 from domain.jobs import Job
+from genq.simulators import private_pem, public_pem
 from infra.accounts import NewUser
 from infra.db import users
 from infra.embedded import free_port
 from infra.resources import Resources
 from infra.settings import Secret, Settings
+from vendors.sim.alipay import AlipaySim
+from vendors.sim.wechatpay import WechatPaySim
 
 T = TypeVar("T")
 
@@ -250,3 +253,28 @@ class HookReceiver:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+
+
+def with_payments(settings: Settings, wechat: WechatPaySim, ali: AlipaySim, *, serial: str | None = None) -> Settings:
+    """`settings` with WeChat Pay and Alipay pointed at these simulators (at http://wechatpay.sim and
+    http://alipay.sim: serve them with `payment_transport`); `serial` names the platform key's id."""
+    return settings.with_(
+        public_base_url="http://testserver.local",
+        wechatpay_base_url="http://wechatpay.sim",
+        wechatpay_mchid=wechat.mchid,
+        wechatpay_appid=wechat.appid,
+        wechatpay_serial_no=wechat.merchant_serial,
+        wechatpay_private_key=Secret(private_pem(wechat.merchant_private_key)),
+        wechatpay_public_key=public_pem(wechat.public_key),
+        wechatpay_public_key_id=serial or wechat.serial,
+        wechatpay_api_v3_key=Secret(wechat.api_v3_key),
+        alipay_base_url="http://alipay.sim",
+        alipay_app_id=ali.app_id,
+        alipay_private_key=Secret(private_pem(ali.app_private_key)),
+        alipay_public_key=public_pem(ali.alipay_public_key),
+    )
+
+
+def payment_transport(wechat: WechatPaySim, ali: AlipaySim) -> httpx.MockTransport:
+    by_host = {"wechatpay.sim": wechat.handle, "alipay.sim": ali.handle}
+    return httpx.MockTransport(lambda request: by_host[request.url.host](request))

@@ -30,7 +30,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 import dramatiq
-import httpx
 import pytest
 import schemathesis
 from hypothesis import settings
@@ -43,11 +42,9 @@ from schemathesis.python import asgi
 from api.app import create_app
 from api.jobs import prefer_wait
 from api.payments import Channels
-from genq.simulators import private_pem, public_pem
 from infra.config_store import ADJUSTABLE
 from infra.resources import Resources
-from infra.settings import Secret
-from tests.support import GARMENT, auth, make_user
+from tests.support import GARMENT, auth, make_user, payment_transport, with_payments
 from vendors.sim.alipay import AlipaySim
 from vendors.sim.wechatpay import WechatPaySim
 
@@ -164,26 +161,12 @@ def channels(resources: Resources) -> Channels:
     wechat = WechatPaySim(mchid="1900000109", appid="wx8888888888888888", seed=3)
     wechat.serial = WECHATPAY_SERIAL  # a serial the drawn notification headers name now and then
     ali = AlipaySim(app_id=ALIPAY_APP_ID, seed=3)
-    resources.settings = resources.settings.with_(
-        public_base_url="http://testserver.local",
-        wechatpay_base_url="http://wechatpay.sim",
-        wechatpay_mchid=wechat.mchid,
-        wechatpay_appid=wechat.appid,
-        wechatpay_serial_no=wechat.merchant_serial,
-        wechatpay_private_key=Secret(private_pem(wechat.merchant_private_key)),
-        wechatpay_public_key=public_pem(wechat.public_key),
-        wechatpay_public_key_id=WECHATPAY_SERIAL,
-        wechatpay_api_v3_key=Secret(wechat.api_v3_key),
-        alipay_base_url="http://alipay.sim",
-        alipay_app_id=ali.app_id,
-        alipay_private_key=Secret(private_pem(ali.app_private_key)),
-        alipay_public_key=public_pem(ali.alipay_public_key),
+    resources.settings = with_payments(resources.settings, wechat, ali, serial=WECHATPAY_SERIAL).with_(
         rate_jobs_per_minute=100_000,
         rate_jobs_per_minute_ip=100_000,
         rate_auth_per_minute_ip=100_000,
     )
-    by_host = {"wechatpay.sim": wechat.handle, "alipay.sim": ali.handle}
-    return Channels.from_settings(resources.settings, transport=httpx.MockTransport(lambda r: by_host[r.url.host](r)))
+    return Channels.from_settings(resources.settings, transport=payment_transport(wechat, ali))
 
 
 @pytest.fixture

@@ -23,11 +23,19 @@ from sqlalchemy import select, update
 from api.app import create_app
 from api.payments import Channels
 from domain.jobs import JobStatus
-from genq.simulators import private_pem, public_pem
 from infra.db import orders, users
 from infra.resources import Resources
-from infra.settings import Secret
-from tests.support import GARMENT, SAMPLES, auth, make_user, pose12_body, terminal_job, wait_for
+from tests.support import (
+    GARMENT,
+    SAMPLES,
+    auth,
+    make_user,
+    payment_transport,
+    pose12_body,
+    terminal_job,
+    wait_for,
+    with_payments,
+)
 from vendors.sim.alipay import AlipaySim
 from vendors.sim.runninghub import RunningHubSim
 from vendors.sim.tencent_sms import SmsSim
@@ -65,25 +73,8 @@ def money(resources: Resources, broker: dramatiq.Broker) -> Iterator[Money]:
         app_id="2021000000000001", seed=3,
         deliver=lambda url, headers, body: holder["m"].deliver("alipay", url, dict(headers), body),
     )  # fmt: skip
-    resources.settings = resources.settings.with_(
-        public_base_url="http://testserver.local",
-        wechatpay_base_url="http://wechatpay.sim",
-        wechatpay_mchid=wechat.mchid,
-        wechatpay_appid=wechat.appid,
-        wechatpay_serial_no=wechat.merchant_serial,
-        wechatpay_private_key=Secret(private_pem(wechat.merchant_private_key)),
-        wechatpay_public_key=public_pem(wechat.public_key),
-        wechatpay_public_key_id=wechat.serial,
-        wechatpay_api_v3_key=Secret(wechat.api_v3_key),
-        alipay_base_url="http://alipay.sim",
-        alipay_app_id=ali.app_id,
-        alipay_private_key=Secret(private_pem(ali.app_private_key)),
-        alipay_public_key=public_pem(ali.alipay_public_key),
-    )
-    by_host = {"wechatpay.sim": wechat.handle, "alipay.sim": ali.handle}
-    channels = Channels.from_settings(
-        resources.settings, transport=httpx.MockTransport(lambda r: by_host[r.url.host](r))
-    )
+    resources.settings = with_payments(resources.settings, wechat, ali)
+    channels = Channels.from_settings(resources.settings, transport=payment_transport(wechat, ali))
     with TestClient(app=create_app(resources, channels=channels)) as client:
         holder["m"] = Money(client, wechat, ali)
         yield holder["m"]
