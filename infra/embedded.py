@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import random
 import select
 import shutil
 import signal
@@ -110,10 +111,38 @@ def _describe(proc: Path) -> str:
     return f"{command[:160]}, in {where}"
 
 
+_HANDED_OUT: set[int] = set()
+_PICK = random.Random()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A port nothing listens on now, for a server another process starts later.
+
+    It is picked below the kernel's ephemeral range: a port from that range (what binding port 0
+    gives) may become the source port of any outbound connection on the machine before the server
+    binds it, and the server then cannot start. Below the range only a listener can take it; each
+    port is handed out once per process.
+    """
+    first_ephemeral = _ephemeral_range()[0]
+    low = max(1024, first_ephemeral - 12_000)
+    if first_ephemeral - low < 1_000:  # (almost) every port is ephemeral here: take what the kernel gives
+        with socket.socket() as sock:
+            sock.bind((host, 0))
+            return int(sock.getsockname()[1])
+    for _ in range(500):
+        port = _PICK.randrange(low, first_ephemeral)
+        if port not in _HANDED_OUT and _port_free(host, port):
+            _HANDED_OUT.add(port)
+            return port
+    raise RuntimeError(f"no free port on {host} between {low} and {first_ephemeral - 1}")
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
 
 
 def _probe(host: str, port: int) -> redis.Redis:

@@ -24,8 +24,11 @@ class ServerThread:
         self._thread.start()
         deadline = time.monotonic() + timeout_s
         while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
+            if not self._thread.is_alive():  # uvicorn logged why: most often the port was taken
                 raise RuntimeError(f"server on {self.url} did not start (port taken?)")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"server on {self.url} did not start within {timeout_s:g} s")
             time.sleep(0.02)
         return self
 

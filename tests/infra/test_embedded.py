@@ -20,6 +20,18 @@ from botocore.config import Config
 from infra.embedded import EmbeddedRedis, EmbeddedS3, PortTaken, check_port, free_port
 
 
+def test_a_free_port_is_one_no_outbound_connection_can_take_before_its_server_binds_it() -> None:
+    # A port from the ephemeral range may become the source port of any connection on the machine
+    # between the pick and the bind (CI saw `genq run` fail to start a simulator so).
+    first_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = [free_port() for _ in range(30)]
+
+    assert len(set(ports)) == len(ports)
+    assert all(1024 <= port < first_ephemeral for port in ports)
+    for port in ports:
+        check_port("127.0.0.1", port)  # raises PortTaken if something listens there
+
+
 def test_a_leftover_of_ours_is_shut_down_and_replaced(tmp_path: Path) -> None:
     port = free_port()
     first = EmbeddedRedis(port, workdir=tmp_path / "redis").start()
