@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import dramatiq
@@ -232,8 +233,13 @@ def test_a_job_is_submitted_polled_archived_and_announced(world: World) -> None:
     assert all(world.resources.storage.read(f.key)[:4] == b"\x89PNG" for f in job.results[:1])
     assert len(world.rh_sim.created_tasks()) == 1
     assert world.resources.rooms.in_flight(ROOM) == 0
-    types = [hook.json()["type"] for hook in world.hooks.received()]
-    assert types == ["job.queued", "job.submitting", "job.processing", "job.archiving", "job.succeeded"]
+    # One delivery per state entered. Arrival order is not promised (each event is sent as its state
+    # is entered, by its own message; a retried one arrives late): `timestamp` orders them.
+    lifecycle = ["job.queued", "job.submitting", "job.processing", "job.archiving", "job.succeeded"]
+    by_type = {body["type"]: body for body in (hook.json() for hook in world.hooks.received())}
+    assert len(world.hooks.received()) == len(lifecycle) and sorted(by_type) == sorted(lifecycle)
+    stamps = [datetime.fromisoformat(by_type[event]["timestamp"]) for event in lifecycle]
+    assert stamps == sorted(stamps)
 
 
 def test_a_failed_job_is_refunded(world: World) -> None:
