@@ -15,7 +15,7 @@ workers/, vendors/, deploy/: real PostgreSQL or SQLite, Redis, S3, loopback serv
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dramatiq
@@ -55,11 +55,20 @@ from infra.resources import Resources
 from infra.serving import ServerThread
 from infra.settings import Settings
 from infra.tokens import RedisTokenCache
-from tests.support import HOOKS_PORT, SAMPLES, SAMPLES_PORT, SIM_MEDIA_SCALE, HookReceiver, settings_for_tests
+from tests.support import (
+    HOOKS_PORT,
+    SAMPLES,
+    SAMPLES_PORT,
+    SIM_MEDIA_SCALE,
+    HookReceiver,
+    SimTimes,
+    settings_for_tests,
+)
 from vendors.sim.common import asgi_app
 from vendors.sim.douyin import DouyinSim
 from vendors.sim.hunyuan3d import Hunyuan3DSim
 from vendors.sim.kie import KieSim
+from vendors.sim.media import fetch_bytes
 from vendors.sim.runninghub import RunningHubSim
 from vendors.sim.samples import SampleImages
 from vendors.sim.tencent_ci import TencentCiSim
@@ -203,17 +212,29 @@ def _empty(engine: Engine) -> None:
 
 
 @pytest.fixture
-def rh_sim(base_settings: Settings) -> RunningHubSim:
-    sim = RunningHubSim(api_keys=[base_settings.runninghub_api_key.reveal()], seed=7)
-    sim.configure(queued_s=0.05, running_s=0.2, media_scale=SIM_MEDIA_SCALE)
+def sim_times() -> SimTimes:
+    """How long the vendor simulators' tasks take: short but real here; the fast tier makes it 0."""
+    return SimTimes(queued_s=0.05, running_s=0.2)
+
+
+@pytest.fixture
+def sim_fetch() -> Callable[[str], bytes | None]:
+    """How the simulators fetch a job's input image: over HTTP here; in-process in the fast tier."""
+    return fetch_bytes
+
+
+@pytest.fixture
+def rh_sim(base_settings: Settings, sim_times: SimTimes, sim_fetch: Callable[[str], bytes | None]) -> RunningHubSim:
+    sim = RunningHubSim(api_keys=[base_settings.runninghub_api_key.reveal()], seed=7, fetch=sim_fetch)
+    sim.configure(queued_s=sim_times.queued_s, running_s=sim_times.running_s, media_scale=SIM_MEDIA_SCALE)
     return sim
 
 
 @pytest.fixture
-def hy_sim(base_settings: Settings) -> Hunyuan3DSim:
+def hy_sim(base_settings: Settings, sim_times: SimTimes) -> Hunyuan3DSim:
     secret = base_settings.tencent_secret_key.reveal()
     sim = Hunyuan3DSim(credentials={base_settings.tencent_secret_id: secret}, seed=7)
-    sim.configure(queued_s=0.05, running_s=0.2, media_scale=SIM_MEDIA_SCALE)
+    sim.configure(queued_s=sim_times.queued_s, running_s=sim_times.running_s, media_scale=SIM_MEDIA_SCALE)
     return sim
 
 
@@ -224,14 +245,21 @@ def kie_callbacks() -> list[tuple[str, dict[str, str], bytes]]:
 
 
 @pytest.fixture
-def kie_sim(base_settings: Settings, kie_callbacks: list[tuple[str, dict[str, str], bytes]]) -> KieSim:
+def kie_sim(
+    base_settings: Settings,
+    kie_callbacks: list[tuple[str, dict[str, str], bytes]],
+    sim_times: SimTimes,
+    sim_fetch: Callable[[str], bytes | None],
+) -> KieSim:
     sim = KieSim(
         api_keys=[base_settings.kie_api_key.reveal()],
         hmac_key=base_settings.kie_webhook_hmac_key.reveal(),
         seed=7,
         deliver=lambda url, headers, body: kie_callbacks.append((url, dict(headers), body)),
+        fetch=sim_fetch,
     )
-    sim.configure(waiting_s=0.05, queuing_s=0.05, generating_s=0.2, media_scale=SIM_MEDIA_SCALE)
+    waiting = sim_times.queued_s
+    sim.configure(waiting_s=waiting, queuing_s=waiting, generating_s=sim_times.running_s, media_scale=SIM_MEDIA_SCALE)
     return sim
 
 

@@ -43,6 +43,14 @@ HOOKS_PORT = free_port()
 SIM_MEDIA_SCALE = 0.1
 
 
+@dataclass(frozen=True)
+class SimTimes:
+    """How long a vendor simulator's task takes (the `sim_times` fixture)."""
+
+    queued_s: float  # before it runs (KIE: waiting, then queuing, each this long)
+    running_s: float  # its run
+
+
 def settings_for_tests(env: Settings, *, var_dir: Path, redis_url: str, s3_url: str) -> Settings:
     """Settings for in-process tests: fast clocks, no waits between retries, every vendor and
     platform pointed at a simulator's host (served in-process through httpx.MockTransport)."""

@@ -29,10 +29,7 @@ from infra.resources import Resources
 from infra.settings import Settings
 from infra.storage import make_s3_client
 from infra.tokens import RedisTokenCache
-from tests.support import HOOKS_PORT, SIM_MEDIA_SCALE, HookReceiver, Traffic, settings_for_tests
-from vendors.sim.hunyuan3d import Hunyuan3DSim
-from vendors.sim.kie import KieSim
-from vendors.sim.runninghub import RunningHubSim
+from tests.support import HOOKS_PORT, HookReceiver, SimTimes, Traffic, settings_for_tests
 from vendors.sim.samples import SampleImages
 from vendors.sim.tencent_ci import TencentCiSim
 from workers import broker as workers_broker
@@ -116,42 +113,18 @@ def resources(
 # --- simulators: no vendor time passes, inputs fetched in-process -----------------------------------
 
 
-def _fetch(samples: SampleImages) -> Callable[[str], bytes | None]:
+@pytest.fixture
+def sim_times() -> SimTimes:
+    return SimTimes(queued_s=0, running_s=0)
+
+
+@pytest.fixture
+def sim_fetch(samples: SampleImages) -> Callable[[str], bytes | None]:
     def fetch(url: str) -> bytes | None:
         response = samples.handle(httpx.Request("GET", url))
         return response.content if response.is_success else None
 
     return fetch
-
-
-@pytest.fixture
-def rh_sim(base_settings: Settings, samples: SampleImages) -> RunningHubSim:
-    sim = RunningHubSim(api_keys=[base_settings.runninghub_api_key.reveal()], seed=7, fetch=_fetch(samples))
-    sim.configure(queued_s=0, running_s=0, media_scale=SIM_MEDIA_SCALE)
-    return sim
-
-
-@pytest.fixture
-def hy_sim(base_settings: Settings) -> Hunyuan3DSim:
-    secret = base_settings.tencent_secret_key.reveal()
-    sim = Hunyuan3DSim(credentials={base_settings.tencent_secret_id: secret}, seed=7)
-    sim.configure(queued_s=0, running_s=0, media_scale=SIM_MEDIA_SCALE)
-    return sim
-
-
-@pytest.fixture
-def kie_sim(
-    base_settings: Settings, samples: SampleImages, kie_callbacks: list[tuple[str, dict[str, str], bytes]]
-) -> KieSim:
-    sim = KieSim(
-        api_keys=[base_settings.kie_api_key.reveal()],
-        hmac_key=base_settings.kie_webhook_hmac_key.reveal(),
-        seed=7,
-        deliver=lambda url, headers, body: kie_callbacks.append((url, dict(headers), body)),
-        fetch=_fetch(samples),
-    )
-    sim.configure(waiting_s=0, queuing_s=0, generating_s=0, media_scale=SIM_MEDIA_SCALE)
-    return sim
 
 
 @pytest.fixture
