@@ -77,13 +77,7 @@ def web_stack(chromium: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     env = _stack_env(tmp_path_factory.mktemp("web-stack"), external=False, SIM_AUTO_PAY_S="1.5")
     started = _start_stack(env)
     stack = next(started)
-    fast = {
-        "sim-runninghub": {"queued_s": 0.2, "running_s": 1.0},
-        "sim-hunyuan3d": {"queued_s": 0.2, "running_s": 1.0},
-        "sim-kie": {"waiting_s": 0.1, "queuing_s": 0.1, "generating_s": 1.0},
-    }
-    for sim, knobs in fast.items():
-        httpx.post(f"{stack.lines[sim]}/__sim/config", json=knobs).raise_for_status()
+    stack.pace_vendors(running_s=1.0)
     yield stack
     stack.proc.send_signal(signal.SIGINT)
     stack.proc.wait(timeout=60)

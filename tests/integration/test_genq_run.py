@@ -71,6 +71,16 @@ class Stack:
         assert done.returncode == 0, done.stderr
         return done.stdout
 
+    def pace_vendors(self, *, running_s: float) -> None:
+        """The generating simulators' tasks wait a moment, then run `running_s`, instead of the vendors' real times."""
+        knobs = {
+            "sim-runninghub": {"queued_s": 0.2, "running_s": running_s},
+            "sim-hunyuan3d": {"queued_s": 0.2, "running_s": running_s},
+            "sim-kie": {"waiting_s": 0.1, "queuing_s": 0.1, "generating_s": running_s},
+        }
+        for sim, config in knobs.items():
+            httpx.post(f"{self.lines[sim]}/__sim/config", json=config).raise_for_status()
+
 
 @pytest.fixture(params=MODES)
 def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
@@ -170,13 +180,7 @@ def _ours_alive(var_dir: Path) -> list[int]:
 
 def test_make_run_serves_every_kind_end_to_end_and_stops_cleanly(stack: Stack) -> None:
     assert set(stack.lines) >= {"api", "docs", "metrics", "sim-runninghub", "sim-kie", "sample image"}
-    fast = {
-        "sim-runninghub": {"queued_s": 0.2, "running_s": 0.5},
-        "sim-hunyuan3d": {"queued_s": 0.2, "running_s": 0.5},
-        "sim-kie": {"waiting_s": 0.1, "queuing_s": 0.1, "generating_s": 0.5},
-    }
-    for sim, knobs in fast.items():
-        httpx.post(f"{stack.lines[sim]}/__sim/config", json=knobs).raise_for_status()
+    stack.pace_vendors(running_s=0.5)
     user = json.loads(stack.genq("users", "create", "--phone", f"139{uuid.uuid4().int % 10**8:08d}", "--credits", "30"))
     headers = {"Authorization": f"Bearer {user['api_key']}"}
     garment = stack.lines["sample image"]
